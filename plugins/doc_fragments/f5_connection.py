@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gentle.lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Mirrors F5_CONNECTION_ARGS in plugins/module_utils/specs.py.
+    DOCUMENTATION = r"""
+options:
+  server:
+    description:
+      - The BIG-IP management address (host name or IP address).
+      - If not set here or in O(provider), the environment variable E(F5_SERVER) is used.
+    type: str
+  server_port:
+    description:
+      - The BIG-IP management port. Defaults to V(443).
+      - If not set here or in O(provider), the environment variable E(F5_SERVER_PORT) is used.
+    type: int
+  user:
+    description:
+      - The user to log in as (token login with login provider C(tmos); basic authentication as fallback).
+      - If not set here or in O(provider), the environment variable E(F5_USER) is used.
+    type: str
+  password:
+    description:
+      - The user's password.
+      - If not set here or in O(provider), the environment variable E(F5_PASSWORD) is used.
+    type: str
+  validate_certs:
+    description:
+      - Verify the device's TLS certificate. Defaults to V(true).
+      - If not set here or in O(provider), the environment variable E(F5_VALIDATE_CERTS) is used.
+    type: bool
+  transport:
+    description:
+      - V(rest) uses iControl REST; V(soap) uses iControl SOAP through the C(bigsuds) library, for old devices.
+      - Defaults to V(rest).
+    type: str
+    choices: [rest, soap]
+  timeout:
+    description:
+      - Seconds to wait for one request. Defaults to V(30).
+    type: float
+  provider:
+    description:
+      - The same connection options as one dictionary, as F5's own modules accept them.
+        Options given at the top level win over the same keys in O(provider).
+    type: dict
+    suboptions:
+      server:
+        description: See O(server).
+        type: str
+      server_port:
+        description: See O(server_port).
+        type: int
+      user:
+        description: See O(user).
+        type: str
+      password:
+        description: See O(password).
+        type: str
+      validate_certs:
+        description: See O(validate_certs).
+        type: bool
+      transport:
+        description: See O(transport).
+        type: str
+        choices: [rest, soap]
+      timeout:
+        description: See O(timeout).
+        type: float
+"""

@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gentle.lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Mirrors HAPROXY_CONNECTION_ARGS in plugins/module_utils/specs.py.
+    DOCUMENTATION = r"""
+options:
+  socket:
+    description:
+      - The HAProxy runtime API (stats socket) to talk to, at C(level admin).
+      - A unix socket path such as V(/run/haproxy/admin.sock), or V(tcp://HOST:PORT) for a
+        C(stats socket ipv4@HOST:PORT level admin) listener.
+      - When neither O(socket) nor O(stats_url) is set, V(/run/haproxy/admin.sock) is used
+        (Debian's and Ubuntu's packaged default).
+      - Mutually exclusive with O(stats_url).
+      - If not set, the environment variable E(HAPROXY_SOCKET) is used.
+    type: str
+  stats_url:
+    description:
+      - The URL of HAProxy's statistics page, such as V(http://lb1:8404/stats), used instead of the
+        runtime API through the page's admin form (C(stats admin if ...) must be configured).
+        Useful when the controller reaches the balancer over HTTP only.
+      - The stats page cannot change weights and cannot add servers.
+      - If not set, the environment variable E(HAPROXY_STATS_URL) is used.
+    type: str
+  stats_user:
+    description:
+      - User name for the statistics page (C(stats auth USER:PASSWORD)).
+      - If not set, the environment variable E(HAPROXY_STATS_USER) is used.
+    type: str
+  stats_password:
+    description:
+      - Password for the statistics page.
+      - If not set, the environment variable E(HAPROXY_STATS_PASSWORD) is used.
+    type: str
+  validate_certs:
+    description:
+      - Verify the TLS certificate of an V(https://) O(stats_url).
+      - If not set, the environment variable E(HAPROXY_VALIDATE_CERTS) is used.
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait for HAProxy to answer one command or request.
+    type: float
+    default: 5
+"""

@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gentle.lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Ansible layer shared by every gentle.lb module: argument specs (each one
+mirrored by a doc fragment in plugins/doc_fragments/), and the two functions that
+turn the core's results and errors into exit_json / fail_json.
+
+Declared once here so that haproxy_member and haproxy_member_info (and the IPVS
+and F5 pairs) cannot drift apart.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.gentle.lb.plugins.module_utils.member import Request
+
+
+# Mirrored by doc fragment gentle.lb.waiting.
+WAIT_ARGS = dict(
+    wait=dict(type="bool", default=True),
+    wait_timeout=dict(type="float", default=300.0),
+    drain_threshold=dict(type="int", default=0),
+    poll_interval=dict(type="float", default=0.5),
+    on_timeout=dict(type="str", default="fail", choices=["fail", "continue", "force"]),
+)
+
+# Mirrored by doc fragment gentle.lb.guard.
+GUARD_ARGS = dict(
+    min_active=dict(type="raw", default=1),
+)
+
+# Mirrored by doc fragment gentle.lb.haproxy_connection.
+HAPROXY_CONNECTION_ARGS = dict(
+    socket=dict(type="str", fallback=(env_fallback, ["HAPROXY_SOCKET"])),
+    stats_url=dict(type="str", fallback=(env_fallback, ["HAPROXY_STATS_URL"])),
+    stats_user=dict(type="str", fallback=(env_fallback, ["HAPROXY_STATS_USER"])),
+    stats_password=dict(type="str", no_log=True, fallback=(env_fallback, ["HAPROXY_STATS_PASSWORD"])),
+    validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["HAPROXY_VALIDATE_CERTS"])),
+    timeout=dict(type="float", default=5.0),
+)
+HAPROXY_CONNECTION_RULES = dict(
+    mutually_exclusive=[["socket", "stats_url"]],
+    required_together=[["stats_user", "stats_password"]],
+)
+
+# Mirrored by doc fragment gentle.lb.f5_connection.  The same keys are accepted
+# inside ``provider`` (as F5's own modules do); the environment fallbacks are
+# resolved here, in the module process, so task-level ``environment:`` works.
+_F5_KEYS = dict(
+    server=dict(type="str", fallback=(env_fallback, ["F5_SERVER"])),
+    server_port=dict(type="int", fallback=(env_fallback, ["F5_SERVER_PORT"])),
+    user=dict(type="str", fallback=(env_fallback, ["F5_USER"])),
+    password=dict(type="str", no_log=True, fallback=(env_fallback, ["F5_PASSWORD"])),
+    validate_certs=dict(type="bool", fallback=(env_fallback, ["F5_VALIDATE_CERTS"])),
+    transport=dict(type="str", choices=["rest", "soap"]),
+    timeout=dict(type="float"),
+)
+F5_CONNECTION_ARGS = dict(copy.deepcopy(_F5_KEYS))
+F5_CONNECTION_ARGS["provider"] = dict(type="dict", options=dict(
+    (key, dict((k, v) for k, v in spec.items() if k != "fallback")) for key, spec in _F5_KEYS.items()))
+F5_DEFAULTS = dict(server_port=443, validate_certs=True, transport="rest", timeout=30.0)
+
+
+def argument_spec(*parts):
+    """Merge spec dictionaries (deep copies, so modules never share mutable specs)."""
+    spec = {}
+    for part in parts:
+        spec.update(copy.deepcopy(part))
+    return spec
+
+
+def f5_connection(params):
+    """Top-level options win over ``provider``; then documented defaults."""
+    provider = params.get("provider") or {}
+    resolved = {}
+    for key in _F5_KEYS:
+        value = params.get(key)
+        if value is None:
+            value = provider.get(key)
+        if value is None:
+            value = F5_DEFAULTS.get(key)
+        resolved[key] = value
+    return resolved
+
+
+def request_from_params(params, selector, containers, weight=None, options=None):
+    """Build the core's Request from the shared options."""
+    if isinstance(containers, str):
+        containers = [containers]
+    return Request(
+        state=params["state"],
+        selector=selector,
+        containers=containers,
+        weight=weight,
+        min_active=params.get("min_active", 1),
+        wait=params.get("wait", True),
+        wait_timeout=params.get("wait_timeout", 300.0),
+        drain_threshold=params.get("drain_threshold", 0),
+        poll_interval=params.get("poll_interval", 0.5),
+        on_timeout=params.get("on_timeout", "fail"),
+        options=options,
+    )
+
+
+def exit_with(module, result):
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+def fail_with(module, error):
+    result = dict(error.result or {})
+    result.pop("msg", None)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    result.setdefault("changed", False)
+    module.fail_json(msg=error.msg, **result)
