@@ -352,7 +352,7 @@ def test_describe_lists_members_without_changing():
 
 def test_poll_policy_is_capped_and_restartable():
     policy = core.PollPolicy(cap=0.3)
-    values = [v for v, _ in zip(policy.intervals(), range(10))]
+    values = [interval for interval, _index in zip(policy.intervals(), range(10))]
     assert values[0] == 0.05 and values[-1] == 0.3
     # A second wait starts fast again: the policy itself holds no progress.
     assert next(policy.intervals()) == 0.05

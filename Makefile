@@ -1,0 +1,111 @@
+# gentle.lb: `make demo` and `make test` work on a fresh Debian machine.
+# Everything they need is installed here: Debian packages (as root, or through
+# sudo), a Python 3.13 virtualenv with the controller tools, and the
+# ansible_collections/gentle/lb path the tools expect.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+REPO        := $(CURDIR)
+VENV        := $(REPO)/.venv
+PEERS       := $(REPO)/.venv-peers
+BIN         := $(VENV)/bin
+COLLECTIONS := $(REPO)/.cache/collections
+COLLECTION  := $(COLLECTIONS)/ansible_collections/gentle/lb
+STAMP       := $(REPO)/.cache/stamps
+APT_PACKAGES := haproxy user-mode-linux ipvsadm kmod keepalived iproute2 socat curl openssl ca-certificates
+PYTEST      := PYTHONPATH=$(COLLECTIONS) ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/pytest
+
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_NOCOLOR := 1
+
+.PHONY: help setup demo test sanity lint units integration integration-haproxy integration-ipvs \
+        integration-f5 integration-role changelog-lint docs-lint bench clean
+
+help:
+	@echo "make demo   - start the local lab and roll every app instance from v1 to v2 under load"
+	@echo "make test   - sanity, lint, unit and integration tests against real HAProxy, IPVS (user-mode"
+	@echo "              Linux) and the F5 emulator"
+	@echo "make bench  - benchmarks against community.general.haproxy, bigip_pool_member and ipvsadm loops"
+
+# ---------------------------------------------------------------- setup
+setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/haproxy-3.0 $(STAMP)/peers $(COLLECTION)
+
+$(STAMP)/apt:
+	@mkdir -p $(STAMP)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "gentle.lb: these Debian packages are missing: $$missing"; \
+	       echo "           installing them needs root. Run 'make' as root, or install sudo for this user,"; \
+	       echo "           or install them yourself: apt-get install $$missing"; exit 1; fi; \
+	  echo "installing Debian packages: $$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(STAMP)/venv: test-requirements.txt
+	@mkdir -p $(STAMP)
+	@py=$$(PYENV_VERSION=3.13.0 command -v python3.13 2>/dev/null || true); \
+	[ -n "$$py" ] || { echo "gentle.lb: python3.13 not found (pyenv 3.13.0 or a system python3.13 is needed for the controller tools)"; exit 1; }; \
+	[ -x $(BIN)/python ] || PYENV_VERSION=3.13.0 $$py -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -r test-requirements.txt
+	@# bigsuds declares suds-jurko, which does not build on Python 3.11+ (docs/f5.md).
+	$(BIN)/pip install -q --no-deps bigsuds
+	@touch $@
+
+$(STAMP)/haproxy-3.0: lab/haproxy/fetch-3.0.sh
+	@mkdir -p $(STAMP)
+	bash lab/haproxy/fetch-3.0.sh
+	@touch $@
+
+$(STAMP)/peers:
+	@mkdir -p $(STAMP)
+	bash lab/peers/setup.sh
+	@touch $@
+
+$(COLLECTION):
+	@mkdir -p $(dir $@)
+	ln -sfn $(REPO) $@
+
+# ---------------------------------------------------------------- demo
+demo: setup
+	$(BIN)/python lab/demo.py
+
+# ---------------------------------------------------------------- tests
+test: setup sanity lint changelog-lint units integration
+	@echo "make test: all suites passed"
+
+sanity: setup
+	tests/sanity/run.sh
+
+lint: setup
+	$(BIN)/ansible-lint --offline
+
+changelog-lint: setup
+	$(BIN)/antsibull-changelog lint
+
+units: setup
+	cd $(COLLECTION) && $(PYTEST) -q tests/unit
+
+integration: integration-haproxy integration-f5 integration-ipvs integration-role
+
+integration-haproxy: setup
+	cd $(COLLECTION) && $(PYTEST) -q tests/integration/haproxy
+
+integration-f5: setup
+	cd $(COLLECTION) && $(PYTEST) -q tests/integration/f5
+
+integration-ipvs: setup
+	cd $(COLLECTION) && $(PYTEST) -q tests/integration/ipvs
+
+integration-role: setup
+	cd $(COLLECTION) && $(PYTEST) -q tests/integration/role
+
+bench: setup
+	$(BIN)/python bench/haproxy_drain.py
+
+clean:
+	rm -rf $(REPO)/.cache $(REPO)/tests/output
