@@ -1,0 +1,41 @@
+# -*- coding: utf-8 -*-
+"""The AWX credential types in docs/awx/ inject exactly the environment variables
+the modules read as fallbacks: a renamed variable on either side fails here."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+import pytest
+import yaml
+
+from ansible_collections.gentle.lb.plugins.module_utils import specs
+
+DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "awx")
+
+
+def env_fallbacks(spec):
+    names = set()
+    for option in spec.values():
+        fallback = option.get("fallback")
+        if fallback:
+            names.update(fallback[1])
+    return names
+
+
+@pytest.mark.parametrize("filename, spec", [
+    ("credential_type_haproxy.yml", specs.HAPROXY_CONNECTION_ARGS),
+    ("credential_type_f5.yml", specs.F5_CONNECTION_ARGS),
+])
+def test_injectors_match_module_fallbacks(filename, spec):
+    with open(os.path.join(DOCS, filename)) as handle:
+        credential_type = yaml.safe_load(handle)
+    injected = set(credential_type["injectors"]["env"])
+    assert injected == env_fallbacks(spec)
+    field_ids = set(field["id"] for field in credential_type["inputs"]["fields"])
+    for template in credential_type["injectors"]["env"].values():
+        assert template.strip("{} ") in field_ids
+    secrets = set(f["id"] for f in credential_type["inputs"]["fields"] if f.get("secret"))
+    assert secrets == set(k for k, v in spec.items() if v.get("no_log")), "no_log options are secret fields"
