@@ -1,0 +1,247 @@
+"""``F5Emulator``: start the emulator for a test, drive it, stop it.
+
+    with F5Emulator(seed={...}, drain_rate=5) as f5:
+        f5.url, f5.port, f5.ca_cert, f5.provider      # where and how to connect
+        f5.set_member(pool="web", member="10.0.0.1:80", connections=12)
+        f5.requests()["counts"]                       # HTTP requests seen
+
+In-process (the default) it serves from a thread and exposes ``f5.state``,
+whose clock a unit test may inject. ``subprocess=True`` runs
+``python -m lab.f5_emulator`` instead, as users and benchmarks do. Either
+way the helpers below talk to the ``/_emulator`` control channel over HTTP,
+so a test reads the same against both.
+"""
+import json
+import os
+import shutil
+import ssl
+import subprocess as _subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .server import create_server
+from .state import State
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+class F5Emulator:
+    def __init__(self, seed=None, drain_rate=1.0, https=True, subprocess=False, clock=None,
+                 host="127.0.0.1", port=0, token_timeout=None, max_tokens=None,
+                 user="admin", password="admin", verbose=False, start_timeout=30):
+        if subprocess and clock is not None:
+            raise ValueError("an injected clock only works in-process")
+        self.seed_doc = seed
+        self.drain_rate = drain_rate
+        self.https = https
+        self.subprocess = subprocess
+        self.clock = clock
+        self.host = host
+        self.requested_port = port
+        self.token_timeout = token_timeout
+        self.max_tokens = max_tokens
+        self.user = user
+        self.password = password
+        self.verbose = verbose
+        self.start_timeout = start_timeout
+        self.info = None
+        self.state = None
+        self._server = None
+        self._thread = None
+        self._proc = None
+        self._tmp = None
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        self._tmp = tempfile.mkdtemp(prefix="f5-emulator-")
+        try:
+            if self.subprocess:
+                self._start_process()
+            else:
+                self._start_thread()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_thread(self):
+        self.state = State(clock=self.clock, drain_rate=self.drain_rate)
+        self.state.users[self.user] = self.password
+        if self.token_timeout:
+            self.state.tokens.default_timeout = self.token_timeout
+        if self.max_tokens:
+            self.state.tokens.max_per_user = self.max_tokens
+        if self.seed_doc:
+            self.state.seed(self.seed_doc)
+        self._server, self.info = create_server(self.state, self.host, self.requested_port, self.https,
+                                                self._tmp, self.verbose)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="f5-emulator", daemon=True)
+        self._thread.start()
+
+    def _start_process(self):
+        cmd = [sys.executable, "-m", "lab.f5_emulator", "--host", self.host, "--port", str(self.requested_port),
+               "--drain-rate", str(self.drain_rate)]
+        seed = dict(self.seed_doc or {})
+        seed.setdefault("users", {})[self.user] = self.password
+        seed_file = os.path.join(self._tmp, "seed.json")
+        with open(seed_file, "w") as fh:
+            json.dump(seed, fh)
+        cmd += ["--state", seed_file]
+        if not self.https:
+            cmd.append("--http")
+        if self.token_timeout:
+            cmd += ["--token-timeout", str(self.token_timeout)]
+        if self.max_tokens:
+            cmd += ["--max-tokens", str(self.max_tokens)]
+        if self.verbose:
+            cmd.append("--verbose")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                                        os.environ.get("PYTHONPATH")])))
+        self._proc = _subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=env, stdout=_subprocess.PIPE, text=True)
+        line = []
+        reader = threading.Thread(target=lambda: line.append(self._proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(self.start_timeout)
+        if not line or not line[0].strip():
+            raise EmulatorError("the emulator did not report ready within %ss (exit code %s)"
+                                % (self.start_timeout, self._proc.poll()))
+        self.info = json.loads(line[0])
+
+    def stop(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
+            self._server = None
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except _subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            if self._proc.stdout:
+                self._proc.stdout.close()
+            self._proc = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    # --- where to connect ----------------------------------------------------
+
+    @property
+    def url(self):
+        return self.info["url"]
+
+    @property
+    def port(self):
+        return self.info["port"]
+
+    @property
+    def ca_cert(self):
+        return self.info["ca_cert"]
+
+    @property
+    def pid(self):
+        return self.info["pid"]
+
+    @property
+    def provider(self):
+        """A ``provider`` dict for F5 modules (certificate checks off, like most users)."""
+        return {"server": self.host, "server_port": self.port, "user": self.user,
+                "password": self.password, "validate_certs": False}
+
+    def ssl_context(self):
+        if not self.https:
+            return None
+        return ssl.create_default_context(cafile=self.ca_cert)
+
+    # --- control channel -----------------------------------------------------
+
+    def control(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + "/_emulator/" + path.lstrip("/"), data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise EmulatorError("control %s %s: %s %s" % (method, path, exc.code, exc.read().decode()))
+
+    def seed(self, doc, reset=False):
+        return self.control("POST", "seed", dict(doc, reset=reset))
+
+    def reset(self):
+        return self.control("POST", "reset", {})
+
+    def dump(self):
+        return self.control("GET", "state")
+
+    def members(self, **selector):
+        query = "&".join("%s=%s" % (k, urllib.request.quote(str(v), safe="")) for k, v in selector.items()
+                         if v is not None)
+        return self.control("GET", "members" + ("?" + query if query else ""))["members"]
+
+    def member(self, **selector):
+        found = self.members(**selector)
+        if len(found) != 1:
+            raise EmulatorError("%d members match %s" % (len(found), selector))
+        return found[0]
+
+    def set_member(self, pool=None, member=None, address=None, port=None, **runtime):
+        """Set connections, sessions, health ('up'|'down'|'checking') or drain_rate."""
+        selector = {"pool": pool, "member": member, "address": address, "port": port}
+        return self.control("POST", "members", dict({k: v for k, v in selector.items() if v is not None},
+                                                    **runtime))["members"]
+
+    def set_pool_monitor(self, pool, monitor):
+        return self.control("POST", "pools", {"pool": pool, "monitor": monitor})
+
+    def requests(self, entries=True):
+        return self.control("GET", "requests" + ("" if entries else "?entries=0"))
+
+    def reset_requests(self):
+        return self.control("DELETE", "requests")
+
+    def tokens(self):
+        return self.control("GET", "tokens")
+
+    def expire_tokens(self, token=None, user=None):
+        return self.control("POST", "tokens/expire", {"token": token, "user": user})["expired"]
+
+    def configure(self, **config):
+        """drain_rate (number or 'hold'), token_timeout, max_tokens, version, users."""
+        return self.control("POST", "config", config)
+
+    def fail_next(self, path, count=1, kind="mcpd", method=None, **extra):
+        """Make the next ``count`` requests matching ``path`` (fnmatch) fail.
+
+        kind: 'mcpd' (500 "The connection to mcpd has been lost"), 'reset'
+        (TCP reset, no answer), 'restarting' (503 "Configuration Utility
+        restarting..."), 'status' (status=, body=), 'delay' (seconds=).
+        """
+        return self.control("POST", "faults", dict(extra, path=path, count=count, kind=kind, method=method))
+
+    def clear_faults(self):
+        return self.control("DELETE", "faults")
+
+    def advance(self, seconds):
+        """Move the emulator's clock forward (drains progress, tokens age)."""
+        return self.control("POST", "clock", {"advance": seconds})
