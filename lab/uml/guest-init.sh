@@ -54,21 +54,33 @@ if [ "$UML_PRIVATE_TMP" = 1 ]; then
 fi
 
 # Kernel modules: the UML kernel's modules are in /usr/lib/uml/modules/<ver>,
-# but modprobe looks in /lib/modules/<ver>, which may not even exist on the
-# host (and creating it would write to the host).  Instead, a private module
-# root on /run plus a modprobe wrapper, used both by the kernel's on-demand
-# loading (kernel.modprobe) and by anything in the guest that runs "modprobe"
-# from PATH.
+# but kmod looks in /lib/modules/<ver>, which may not even exist on the host
+# (and creating it would write to the host).  So: a private module root on
+# /run, and a stand-in for the kmod binary, bind-mounted over it in the guest
+# only, that points modprobe and modinfo there.  Every way of calling them
+# works: "modprobe" from PATH, /sbin/modprobe run by ipvsadm or keepalived
+# when IPVS looks missing, and the kernel's own on-demand module loading.
 KVER=$(uname -r)
-mkdir -p /run/uml/modroot/lib/modules /run/uml/bin
+KMOD=$(readlink -f /sbin/modprobe)
+mkdir -p /run/uml/modroot/lib/modules /run/uml/kmod
 ln -s "/usr/lib/uml/modules/$KVER" "/run/uml/modroot/lib/modules/$KVER"
-cat >/run/uml/bin/modprobe <<'EOF'
+cp "$KMOD" /run/uml/kmod/kmod || fail "copy $KMOD"
+for tool in modprobe modinfo insmod rmmod lsmod depmod; do
+    ln -s kmod "/run/uml/kmod/$tool"
+done
+cat >/run/uml/kmod-wrapper <<'WRAPPER'
 #!/bin/sh
-exec /sbin/modprobe -d /run/uml/modroot "$@"
-EOF
-chmod 755 /run/uml/bin/modprobe
-echo /run/uml/bin/modprobe >/proc/sys/kernel/modprobe
-export PATH="/run/uml/bin:$PATH"
+# The guest's stand-in for kmod (lab/uml/guest-init.sh): kmod picks its tool
+# by the name it is called as, so dispatch on that name.
+name=${0##*/}
+case $name in
+    modprobe) exec /run/uml/kmod/modprobe -d /run/uml/modroot "$@" ;;
+    modinfo) exec /run/uml/kmod/modinfo -b /run/uml/modroot "$@" ;;
+    *) exec "/run/uml/kmod/$name" "$@" ;;
+esac
+WRAPPER
+chmod 755 /run/uml/kmod-wrapper
+mount --bind /run/uml/kmod-wrapper "$KMOD" || fail "bind-mount the kmod wrapper"
 
 hostname uml-lab
 
@@ -84,8 +96,10 @@ ip link add dummy0 type dummy || fail "dummy0"
 ip addr add 10.0.0.254/24 dev dummy0 || fail "dummy0 address"
 ip link set dummy0 up || fail "dummy0 up"
 
+# The lab sees the caller's environment too: its LAB_* knobs come from there.
 if [ "$UML_NETNS_LAB" = 1 ]; then
-    "$UML_LAB_DIR/netns-lab.sh" up || fail "netns lab (see above)"
+    env -i /bin/sh -c '. "$1/env.sh" && exec "$2/netns-lab.sh" up' sh "$CTL" "$UML_LAB_DIR" ||
+        fail "netns lab (see above)"
 fi
 
 echo "guest ready"

@@ -50,6 +50,7 @@ class UDPHandler(socketserver.BaseRequestHandler):
 class TCPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 128  # the default 5 refuses bursts of held connections
 
 
 class UDPServer(socketserver.UDPServer):
