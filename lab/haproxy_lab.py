@@ -512,7 +512,7 @@ def find_binary(version: str, auto_fetch: bool = True) -> Path:
         script = FETCH_SCRIPT[version]
         if not auto_fetch:
             raise LabError(f"{binary} is missing: run {script} first")
-        result = subprocess.run([str(script)], capture_output=True, text=True)
+        result = subprocess.run([str(script)], capture_output=True, text=True, check=False)
         if result.returncode != 0 or not binary.exists():
             raise LabError(f"{script} failed (rc={result.returncode}):\n{result.stderr[-2000:]}")
     if not binary.exists():
@@ -522,7 +522,7 @@ def find_binary(version: str, auto_fetch: bool = True) -> Path:
 
 def binary_version(binary: Path) -> str:
     """Full version string, e.g. '2.6.12-1+deb12u4'."""
-    out = subprocess.run([str(binary), "-v"], capture_output=True, text=True,
+    out = subprocess.run([str(binary), "-v"], capture_output=True, text=True, check=False,
                          timeout=10).stdout
     match = re.search(r"HA-?Proxy version (\S+)", out)
     if not match:

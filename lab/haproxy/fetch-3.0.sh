@@ -6,7 +6,10 @@
 # apt runs with its own sources file, lists and cache directories.
 #
 # Usage: lab/haproxy/fetch-3.0.sh [--force]
-# Idempotent: exits quickly when the wrapper already reports 3.0.x.
+# Idempotent: exits at once when the wrapper already reports 3.0.x, and only
+# rewrites the wrapper when the packages are already unpacked; --force
+# downloads and unpacks again.  Needs root (apt-get), apt, dpkg and flock,
+# and bookworm's debian-archive-keyring (it carries the trixie keys).
 set -eu
 
 REPO_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,11 +17,14 @@ CACHE="$REPO_ROOT/.cache/haproxy-3.0"
 ROOT="$CACHE/root"
 DEBS="$CACHE/debs"
 APT="$CACHE/apt"
+SOURCES="$APT/trixie.sources"   # apt only reads deb822 files ending in .sources
 WRAPPER="$CACHE/haproxy"
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 SUITE=trixie
 
 # haproxy plus every library its binary (and libc's loader) needs, all from
-# trixie: mixing in bookworm's libc would fail on newer GLIBC symbol versions.
+# trixie: bookworm's libc is too old for trixie's binaries (GLIBC symbol
+# versions).  zlib1g is not in the reference list but libz.so.1 is needed.
 PACKAGES="haproxy libc6 libssl3t64 liblua5.4-0 libpcre2-8-0 libjemalloc2
  libopentracing-c-wrapper0t64 libopentracing1 libstdc++6 libgcc-s1 libcrypt1
  libsystemd0 libcap2 libgcrypt20 libgpg-error0 liblz4-1 liblzma5 libzstd1
@@ -30,48 +36,43 @@ wrapper_ok() {
     [ -x "$WRAPPER" ] && "$WRAPPER" -v 2>/dev/null | grep -q '^HAProxy version 3\.0\.'
 }
 
-if [ "${1:-}" != "--force" ] && wrapper_ok; then
-    "$WRAPPER" -v | head -n 1
-    exit 0
-fi
-
-# Use the mirror the host's apt already uses (deb822 or one-line format),
-# so the script works behind the same proxy/mirror policy as the machine.
-host_uri() {  # $1: regexp the URI must (or, with $2=not, must not) match
-    { cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
-      cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-        | sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p'
-    } | grep -E '^(https?|file)://' | grep -E '/debian/?$' | head -n 1
+# Every URI of the host's apt sources (deb822 "URIs:" and one-line "deb").
+host_uris() {
+    cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | sed -n 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+        | sed -n 's/^deb[[:space:]]\{1,\}\(\[[^]]*\][[:space:]]\{1,\}\)\{0,1\}\([^[:space:]]*\).*/\2/p'
 }
-MIRROR=$(host_uri || true)
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
-MIRROR=${MIRROR%/}
-SECURITY=$( { cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
-              cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | tr ' ' '\n'
-            } | grep -E '^(https?|file)://.*/debian-security/?$' | head -n 1 || true)
-SECURITY=${SECURITY:-http://deb.debian.org/debian-security}
-SECURITY=${SECURITY%/}
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-log "mirror $MIRROR, security $SECURITY"
 
-mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$DEBS"
-SOURCES="$APT/trixie.sources"   # apt only reads deb822 files ending in .sources
-cat > "$SOURCES" <<SRC
+# The first host URI whose path ends in $1 ("debian" or "debian-security"),
+# else deb.debian.org: use the mirror (and proxy policy) the machine uses.
+mirror_for() {
+    uri=$(host_uris | grep -E "^(https?|file)://.*/$1/?\$" | head -n 1 || true)
+    uri=${uri:-http://deb.debian.org/$1}
+    printf '%s\n' "${uri%/}"
+}
+
+write_sources() {
+    mirror=$(mirror_for debian)
+    security=$(mirror_for debian-security)
+    log "mirror $mirror, security $security"
+    cat > "$SOURCES" <<SRC
 Types: deb
-URIs: $MIRROR
+URIs: $mirror
 Suites: $SUITE $SUITE-updates
 Components: main
 Signed-By: $KEYRING
 
 Types: deb
-URIs: $SECURITY
+URIs: $security
 Suites: $SUITE-security
 Components: main
 Signed-By: $KEYRING
 SRC
+}
 
-# Private state everywhere apt would otherwise write (lists, binary caches),
-# and no host preferences (pins could hide trixie's candidates).
+# apt-get with private state everywhere it would otherwise write (lists,
+# binary caches), and without the host's pins (they could hide trixie).
 apt_private() {
     apt-get -q \
         -o Dir::Etc::sourcelist="$SOURCES" \
@@ -81,28 +82,30 @@ apt_private() {
         -o Dir::State::Lists="$APT/lists" \
         -o Dir::Cache="$APT/cache" \
         -o APT::Sandbox::User=root \
-        -o APT::Get::List-Cleanup=false \
         "$@"
 }
 
-log "apt-get update ($SUITE)"
-apt_private update >&2
-
-log "apt-get download"
-# shellcheck disable=SC2086  # PACKAGES is a word list on purpose
-(cd "$DEBS" && rm -f ./*.deb && apt_private download $PACKAGES >&2)
-
-log "unpacking into $ROOT"
-rm -rf "$ROOT.tmp"
-mkdir -p "$ROOT.tmp"
-for deb in "$DEBS"/*.deb; do
-    dpkg -x "$deb" "$ROOT.tmp"
-done
-rm -rf "$ROOT"
-mv "$ROOT.tmp" "$ROOT"
+fetch_and_unpack() {
+    mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$DEBS"
+    write_sources
+    log "apt-get update ($SUITE)"
+    apt_private update >&2
+    log "apt-get download"
+    # shellcheck disable=SC2086  # PACKAGES is a word list on purpose
+    (cd "$DEBS" && rm -f ./*.deb && apt_private download $PACKAGES >&2)
+    log "unpacking into $ROOT"
+    rm -rf "$ROOT.tmp"
+    mkdir -p "$ROOT.tmp"
+    for deb in "$DEBS"/*.deb; do
+        dpkg -x "$deb" "$ROOT.tmp"
+    done
+    rm -rf "$ROOT"
+    mv "$ROOT.tmp" "$ROOT"    # appears complete or not at all
+}
 
 # The wrapper resolves its own directory so the checkout can be moved.
-cat > "$WRAPPER" <<'WRAP'
+write_wrapper() {
+    cat > "$WRAPPER.tmp" <<'WRAP'
 #!/bin/sh
 # Generated by lab/haproxy/fetch-3.0.sh: run trixie's haproxy through the
 # unpacked trixie loader and libraries, never the host's.
@@ -112,17 +115,47 @@ libs="$root/usr/lib/x86_64-linux-gnu:$root/lib/x86_64-linux-gnu"
 exec "$root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$libs" \
     "$root/usr/sbin/haproxy" "$@"
 WRAP
-chmod 755 "$WRAPPER"
+    chmod 755 "$WRAPPER.tmp"
+    mv "$WRAPPER.tmp" "$WRAPPER"
+}
 
-# Fail loudly if a shared library is still missing, naming it.
-missing=$("$ROOT/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
-    --library-path "$ROOT/usr/lib/x86_64-linux-gnu:$ROOT/lib/x86_64-linux-gnu" \
-    --list "$ROOT/usr/sbin/haproxy" | grep 'not found' || true)
-if [ -n "$missing" ]; then
-    log "missing libraries:"; printf '%s\n' "$missing" >&2
-    exit 1
+# Fail loudly, naming them, if shared libraries are still missing.
+check_libraries() {
+    missing=$("$ROOT/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
+        --library-path "$ROOT/usr/lib/x86_64-linux-gnu:$ROOT/lib/x86_64-linux-gnu" \
+        --list "$ROOT/usr/sbin/haproxy" | grep 'not found' || true)
+    if [ -n "$missing" ]; then
+        log "missing libraries (add their trixie packages to PACKAGES):"
+        printf '%s\n' "$missing" >&2
+        exit 1
+    fi
+}
+
+FORCE=no
+[ "${1:-}" = "--force" ] && FORCE=yes
+
+if [ "$FORCE" = no ] && wrapper_ok; then
+    "$WRAPPER" -v | head -n 1
+    exit 0
 fi
 
+# Parallel test runs may all ask for 3.0 at once: one fetches, the others
+# wait for it and then find the wrapper working.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9
+if [ "$FORCE" = no ] && wrapper_ok; then
+    "$WRAPPER" -v | head -n 1
+    exit 0
+fi
+
+if [ "$FORCE" = yes ] || [ ! -x "$ROOT/usr/sbin/haproxy" ]; then
+    fetch_and_unpack
+else
+    log "already unpacked in $ROOT"
+fi
+check_libraries
+write_wrapper
 if ! wrapper_ok; then
     log "unpacked haproxy does not report version 3.0.x:"
     "$WRAPPER" -vv >&2 || true
