@@ -543,6 +543,20 @@ class HAProxyLab:
       extra_global, extra_defaults   extra config lines for those sections
       auto_fetch     run lab/haproxy/fetch-3.0.sh when the 3.0 binary is missing
       start_timeout  seconds to wait for the admin socket
+
+    Attributes (after start()): binary, version ("3.0.11-1+deb13u5"),
+    version_line ("3.0"), pid, process, workdir, config_path, log_path,
+    admin_socket, operator_socket, tcp_socket ("tcp://127.0.0.1:PORT"),
+    tcp_port, frontend_url/frontend_port, stats_url/stats_port,
+    stats_url_readonly/stats_ro_port, stats_user, stats_password,
+    backends (normalized description), apps {name: AppServer}.
+
+    Methods: start(), stop(), send(cmd, socket_path=None), send_raw(...),
+    show_stat(backend=None), servers_state(backend=None), server_stat(b, s),
+    wait_servers_up(), wait_status(b, s, status), request(path, server=,
+    backend=), hold(server, seconds, backend=) -> HeldRequest, set_health(name,
+    ok), app(name), add_app(name), addr(server, backend=None), stats_get(),
+    stats_post(fields, readonly=False), endpoints().
     """
 
     def __init__(self, version: str = "2.6", workdir=None, backends=None,
@@ -599,6 +613,19 @@ class HAProxyLab:
             port = self.dead_ports.setdefault(srv["name"], free_port())
             return f"{LOCALHOST}:{port}"
         return self.apps[srv["app"]].address
+
+    def addr(self, server: str, backend: str | None = None) -> tuple[str, int]:
+        """(host, port) of a configured server (first backend holding it
+        unless backend is given), or of an app started with add_app()."""
+        for bname, spec in self.backends.items():
+            if backend in (None, bname):
+                for srv in spec["servers"]:
+                    if srv["name"] == server:
+                        host, _, port = self.server_address(srv).rpartition(":")
+                        return host, int(port)
+        if server in self.apps:
+            return LOCALHOST, self.apps[server].port
+        raise LabError(f"no server {server!r} in the lab")
 
     def endpoints(self) -> dict:
         """Everything a client needs, as a plain dict (also for the CLI)."""
