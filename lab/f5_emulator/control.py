@@ -45,7 +45,7 @@ def handle(state, method, path, query, body):
         return Response(exc.status, {"error": str(exc)})
     except F5Error as exc:
         return Response(exc.status if exc.status >= 400 else 400,
-                        {"error": exc.body.get("message") if isinstance(exc.body, dict) else str(exc)})
+                        {"error": exc.message})
     except (ValueError, KeyError, TypeError) as exc:
         return Response(400, {"error": "%s: %s" % (type(exc).__name__, exc)})
 

@@ -14,9 +14,10 @@ class F5Error(Exception):
     """An error answer: HTTP status plus the JSON body a device would send."""
 
     def __init__(self, status, body, headers=None):
-        super().__init__(body.get("message", ""))
+        self.message = body.get("message", "") if isinstance(body, dict) else "HTTP %d" % status
+        super().__init__(self.message)
         self.status = status
-        self.body = body
+        self.body = body            # a dict (JSON), or text for the web server's own pages
         self.headers = headers or {}
 
 

@@ -431,7 +431,7 @@ def commit(ctx, txn, validate_only):
             dispatch(Context(state, sub, ctx.user), path)
     except F5Error as exc:
         state.restore(snap)
-        txn.state, txn.failure = "FAILED", exc.body.get("message", str(exc))
+        txn.state, txn.failure = "FAILED", exc.message
         raise errors.mcpd_error(400, "transaction failed:%s" % txn.failure, api_error=2)
     if validate_only:
         state.restore(snap)

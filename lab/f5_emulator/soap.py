@@ -84,7 +84,7 @@ def call(state, raw_body):
     except Fault as fault:
         return _fault_response(interface, name, fault)
     except F5Error as exc:
-        return _fault_response(interface, name, Fault(exc.body.get("message", str(exc))))
+        return _fault_response(interface, name, Fault(exc.message))
     return Response(200, _envelope('<m:%sResponse xmlns:m="%s">%s</m:%sResponse>' % (
         name, wsdl.service_namespace(interface), _encode(result, ret, "return") if ret else "", name)),
         {"Content-Type": XML})
