@@ -20,7 +20,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 
 .PHONY: help setup demo test sanity lint units integration integration-haproxy integration-ipvs \
-        integration-f5 integration-role changelog-lint docs-lint bench clean
+        integration-f5 integration-role integration-packaging changelog-lint docs-lint bench clean
 
 help:
 	@echo "make demo   - start the local lab and roll every app instance from v1 to v2 under load"
@@ -75,7 +75,7 @@ demo: setup
 	$(BIN)/python lab/demo.py
 
 # ---------------------------------------------------------------- tests
-test: setup sanity lint changelog-lint units integration
+test: setup sanity lint changelog-lint docs-lint units integration
 	@echo "make test: all suites passed"
 
 sanity: setup
@@ -87,10 +87,13 @@ lint: setup
 changelog-lint: setup
 	$(BIN)/antsibull-changelog lint
 
+docs-lint: setup
+	cd $(COLLECTION) && PATH=$(BIN):$$PATH $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+
 units: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/unit
 
-integration: integration-haproxy integration-f5 integration-ipvs integration-role
+integration: integration-haproxy integration-f5 integration-ipvs integration-role integration-packaging
 
 integration-haproxy: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/integration/haproxy
@@ -103,6 +106,9 @@ integration-ipvs: setup
 
 integration-role: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/integration/role
+
+integration-packaging: setup
+	cd $(COLLECTION) && $(PYTEST) -q tests/integration/packaging
 
 bench: setup
 	$(BIN)/python bench/haproxy_drain.py
