@@ -763,8 +763,12 @@ class HAProxyLab:
             sock = socket.create_connection((host, int(port)), timeout=timeout)
         else:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(target)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(target)
+            except OSError:
+                sock.close()
+                raise
         with sock:
             sock.sendall(command.encode() + b"\n")
             chunks = []
