@@ -26,8 +26,9 @@ X-App-Name):
 
 SIGTERM (or SIGINT): the listening socket is closed at once (new connections
 are refused), requests in flight are finished and answered with
-"Connection: close", idle keep-alive connections are closed, and the process
-exits when no request is left (bounded by --grace).  Closing idle keep-alive
+"Connection: close", idle keep-alive connections are closed (a connection
+accepted just before, with no request yet, gets 1 s to send one), and the
+process exits when no request is left (bounded by --grace).  Closing idle keep-alive
 connections is what real servers do, and it is exactly what makes an
 undrained restart fail the requests clients were about to send on them.
 
@@ -48,8 +49,14 @@ from urllib.parse import parse_qs, urlsplit
 MAX_SLOW_MS = 60_000
 
 # Connection states tracked for the graceful shutdown.
+NEW = "new"  # accepted, first request not read yet
 IDLE = "idle"  # waiting for the next request on a keep-alive connection
 BUSY = "busy"  # a request has been read and is being answered
+
+# On SIGTERM a connection accepted just before the listener closed still gets
+# this long to send its first request (its client did nothing wrong), as Go's
+# http.Server.Shutdown does; then it is closed like an idle one.
+NEW_CONN_GRACE = 1.0
 
 
 def is_broken_version(version):
@@ -70,10 +77,17 @@ class AppServer(ThreadingHTTPServer):
     def __init__(self, address, config):
         self.config = config
         self.draining = False
-        self.conns = {}  # handler -> IDLE | BUSY
+        self.conns = {}  # handler -> NEW | IDLE | BUSY
         self.conns_lock = threading.Lock()
         self.conns_empty = threading.Condition(self.conns_lock)
         super().__init__(address, AppHandler)
+
+    def handle_error(self, request, client_address):
+        # A client that resets or drops its connection is normal under load
+        # (HAProxy ends every health check with a RST): no traceback for it.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     # -- connection bookkeeping (called from handler threads) --
 
@@ -82,7 +96,8 @@ class AppServer(ThreadingHTTPServer):
         with self.conns_lock:
             self.conns[handler] = state
             # A request read after the drain began is still answered (the
-            # client sent it in good faith); an idle connection is not kept.
+            # client sent it in good faith), and a NEW connection may still
+            # send its first one; an IDLE keep-alive connection is not kept.
             return not (self.draining and state == IDLE)
 
     def forget(self, handler):
@@ -94,32 +109,43 @@ class AppServer(ThreadingHTTPServer):
     # -- graceful stop (called from the main thread) --
 
     def begin_drain(self):
-        """Refuse new connections; close idle ones; let busy ones finish."""
+        """Refuse new connections; close idle ones; let busy ones finish.
+
+        Returns the number of connections per state at that moment.
+        """
         self.shutdown()  # stop the accept loop (serve_forever)
         self.server_close()  # close the listening socket: new connects are refused
         with self.conns_lock:
             self.draining = True
-            idle = [h for h, state in self.conns.items() if state == IDLE]
-            busy = len(self.conns) - len(idle)
-        for handler in idle:
-            # SHUT_RD wakes the thread blocked reading the next request with
-            # EOF, so it closes the connection; unlike SHUT_RDWR it still lets
-            # a request that raced in be answered.
-            try:
-                handler.connection.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
-        return len(idle), busy
+            counts = {state: list(self.conns.values()).count(state) for state in (NEW, IDLE, BUSY)}
+            self._close_reading(IDLE)
+        return counts
+
+    def _close_reading(self, state):
+        """Wake the threads waiting for a request on connections in `state` (lock held)."""
+        for handler, current in self.conns.items():
+            if current == state:
+                # SHUT_RD makes the blocked read return EOF, so the handler
+                # closes the connection; unlike SHUT_RDWR it still lets a
+                # request that raced in be answered.
+                try:
+                    handler.connection.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
 
     def wait_idle(self, timeout):
         """Wait until every connection is closed; False if the grace ran out."""
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline, new_deadline = now + timeout, now + min(NEW_CONN_GRACE, timeout)
         with self.conns_lock:
             while self.conns:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                now = time.monotonic()
+                if now >= deadline:
                     return False
-                self.conns_empty.wait(left)
+                if new_deadline is not None and now >= new_deadline:
+                    self._close_reading(NEW)  # they had their chance
+                    new_deadline = None
+                self.conns_empty.wait(min(deadline, new_deadline or deadline) - now)
         return True
 
 
@@ -133,6 +159,8 @@ class AppHandler(BaseHTTPRequestHandler):
         self.timeout = self.server.config.keepalive_timeout
         super().setup()
 
+    served = 0  # requests answered on this connection
+
     def finish(self):
         try:
             super().finish()
@@ -140,10 +168,11 @@ class AppHandler(BaseHTTPRequestHandler):
             self.server.forget(self)
 
     def handle_one_request(self):
-        if not self.server.track(self, IDLE):
+        if not self.server.track(self, IDLE if self.served else NEW):
             self.close_connection = True
             return
         super().handle_one_request()
+        self.served += 1
 
     def parse_request(self):
         # Called once the request line has been read: the connection is busy.
@@ -292,8 +321,9 @@ def main(argv=None):
         pass
 
     started = time.monotonic()
-    idle, busy = server.begin_drain()
-    log(cfg, f"stopping: listener closed, {busy} request(s) in flight, {idle} idle connection(s) closed")
+    counts = server.begin_drain()
+    log(cfg, f"stopping: listener closed, {counts[BUSY]} request(s) in flight, "
+             f"{counts[IDLE]} idle connection(s) closed, {counts[NEW]} new connection(s) waited for")
     finished = server.wait_idle(cfg.grace)
     took = time.monotonic() - started
     if cfg.pidfile:

@@ -193,6 +193,38 @@ def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(apps):
     assert not web1.pidfile.exists()
 
 
+def test_sigterm_closes_idle_keepalive_connections_but_serves_a_just_accepted_one(apps):
+    web1 = apps("v1", "web1")
+    idle = http.client.HTTPConnection("127.0.0.1", web1.port, timeout=10)
+    get(web1.port, "/", conn=idle)  # now idle, kept alive
+    fresh = socket.create_connection(("127.0.0.1", web1.port), timeout=10)
+    time.sleep(0.2)  # accepted, no request yet
+    web1.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+
+    # The idle keep-alive connection was closed: the server sent FIN.
+    assert idle.sock.recv(1) == b""
+    idle.close()
+    # The just-accepted one may still send its first request.
+    fresh.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = fresh.makefile("rb").read()  # until the server closes
+    fresh.close()
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer
+    assert web1.wait(10) == 0
+
+
+def test_client_resets_leave_no_traceback(apps, tmp_path):
+    web1 = apps("v1", "web1")
+    for _ in range(5):  # what every HAProxy health check does: request, then RST
+        s = socket.create_connection(("127.0.0.1", web1.port), timeout=10)
+        s.sendall(b"GET /slow?ms=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+    time.sleep(0.3)
+    assert get(web1.port, "/health")[0] == 200
+    assert "Traceback" not in (tmp_path / "web1.err").read_text()
+
+
 def test_restart_on_the_same_port_binds_at_once(apps):
     web1 = apps("v1", "web1")
     port = web1.port
