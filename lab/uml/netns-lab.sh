@@ -84,7 +84,8 @@ while [ "$i" -le "$N" ]; do
         continue
     fi
     tries=$((tries + 1))
-    if [ "$tries" -gt 300 ]; then
+    # Give up at once if the server died (bad LAB_PYTHON, port in use...).
+    if [ "$tries" -gt 300 ] || ! kill -0 "$(cat "$STATE/rs$i.pid")" 2>/dev/null; then
         echo "$0: rs$i did not start:" >&2
         cat "$STATE/rs$i.log" >&2
         exit 1
