@@ -33,9 +33,15 @@ and optionally::
     new_member(container, selector, request)
                           -> a Member record (state "absent") describing a member the
                           backend can create for ``present``, or None if it cannot
-    force(members)        end the remaining sessions (``on_timeout: force``)
+    force(members)        end the remaining sessions (``on_timeout: force``); may return a
+                          one-line note of what it really did, used in msg/warnings
+    check_plan(plan, members, request)
+                          refuse a plan the balancer would accept but not carry out
+                          (raise LBError); called last in ``plan``, so in check mode too
     removes_member        True if ``absent`` deletes the member so that its sessions can
                           no longer be read: the core then drains, waits, and removes.
+    drained_weight        the weight a drained member has on this balancer (IPVS: 0), so
+                          that check mode and diffs show it; None (default) keeps the weight.
 
 Python 3.9 compatible: this file runs on the managed node.
 """
@@ -296,7 +302,11 @@ def plan(backend, members, request):
 
     if request.state in ("drained", "absent"):
         check_capacity(backend, members, targets, changes, request.min_active)
-    return Plan(targets, changes)
+    the_plan = Plan(targets, changes)
+    check_plan = getattr(backend, "check_plan", None)
+    if check_plan is not None:
+        check_plan(the_plan, members, request)
+    return the_plan
 
 
 def _members_to_add(backend, targets, request, who):
@@ -326,7 +336,11 @@ def _change_for(backend, member, request, add=False):
         return Change(member, "present", target_weight, add=add)
     if member.state == request.state:
         return None
-    return Change(member, request.state, None)
+    return Change(member, request.state, _drained_weight(backend) if request.state == "drained" else None)
+
+
+def _drained_weight(backend):
+    return getattr(backend, "drained_weight", None)
 
 
 def _present_weight(backend, member, request):
@@ -446,20 +460,23 @@ def run(backend, request, check_mode=False, clock=time.monotonic, sleep=time.sle
 def _run_remove(backend, request, the_plan, before, scope, clock, sleep):
     """``absent`` on a balancer that deletes the member: drain first so the
     sessions can be watched, then delete once they are gone."""
-    drain = [Change(c.member, "drained", None) for c in the_plan.changes if c.member.state == "present"]
+    drain = [Change(c.member, "drained", _drained_weight(backend))
+             for c in the_plan.changes if c.member.state == "present"]
     _apply(backend, drain, request, the_plan, before)
     latest, waited, pending = _settle(backend, scope, the_plan.targets, request, clock, sleep,
                                       state="drained")
     if pending and request.on_timeout == "fail":
         result = _result(backend, request, the_plan, before, latest, waited, pending)
         raise WaitTimeoutError(_timeout_msg(backend, request, latest, pending, "removing"), result)
+    note = None
     if pending and request.on_timeout == "force":
-        backend.force([latest[k] for k in pending])
+        note = backend.force([latest[k] for k in pending])
     _apply(backend, the_plan.changes, request, the_plan, before)
     latest = _reread(backend, scope, the_plan.targets, gone_ok=True)
     result = _result(backend, request, the_plan, before, latest, waited, [])
     if pending:
-        result["warnings"].append(_timeout_msg(backend, request, latest, pending, "removed anyway"))
+        warning = _timeout_msg(backend, request, latest, pending, "removed anyway")
+        result["warnings"].append(warning + ("; " + note if note else ""))
     return result
 
 
@@ -518,10 +535,15 @@ def _finish_wait(backend, request, result, latest, pending, scope, the_plan, bef
         result["warnings"].append(_timeout_msg(backend, request, latest, pending, "continuing"))
         return result
     if request.on_timeout == "force" and request.state != "present":
-        backend.force([latest[k] for k in pending])
+        # force() may return a note saying what it really did (a balancer that
+        # cannot end sessions says so); None means the sessions were ended.
+        note = backend.force([latest[k] for k in pending])
         latest = _reread(backend, scope, the_plan.targets, gone_ok=True)
         result = _result(backend, request, the_plan, before, latest, waited, [])
-        result["msg"] += "; forced the remaining sessions closed after %.1fs" % waited
+        if note:
+            result["msg"] += "; after %.1fs: %s" % (waited, note)
+        else:
+            result["msg"] += "; forced the remaining sessions closed after %.1fs" % waited
         return result
     raise WaitTimeoutError(_timeout_msg(backend, request, latest, pending, "giving up"), result)
 

@@ -1,0 +1,203 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) gentle.lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: haproxy_member_info
+short_description: Report the servers of HAProxy backends, with their administrative state
+version_added: 0.1.0
+author:
+  - gentle.lb developers (@gentle-lb)
+description:
+  - Returns every server of one, several or all HAProxy backends, in the same shape as
+    M(gentle.lb.haproxy_member) returns them, without changing anything.
+  - The administrative state comes from C(show servers state) (its bitmask), the counters and the
+    health view from C(show stat).
+  - A socket at C(level operator) is enough.
+options:
+  backend:
+    description:
+      - The backend(s) to report. Omitted, every backend (and C(listen) section) with servers.
+    type: list
+    elements: str
+  server:
+    description:
+      - Report only the server of this name.
+    type: str
+  address:
+    description:
+      - Report only servers at this configured address (V(192.0.2.10) or V(192.0.2.10:8080)).
+      - Not available through O(stats_url).
+    type: str
+extends_documentation_fragment:
+  - gentle.lb.haproxy_connection
+  - gentle.lb.action_group.INFO_MODULE
+  - gentle.lb.action_group.HAPROXY
+notes:
+  - RV(members[].state) is V(present) (READY), V(drained) (any DRAIN bit, C(0x18)) or V(absent)
+    (any MAINT bit, C(0x23)). C(CMAINT) (C(0x04), C(disabled) in the configuration) alone is not
+    maintenance, because HAProxy keeps that bit after the server was made ready.
+  - Through O(stats_url) the state is read from the C(status) column, so a drained server whose check
+    fails reads as present (C(DOWN)); addresses, the bitmask and the initial weight are not available there.
+seealso:
+  - module: gentle.lb.haproxy_member
+"""
+
+EXAMPLES = r"""
+# Ad hoc:
+#   ansible lb1 -m gentle.lb.haproxy_member_info -a "backend=app"
+
+- name: Every server of every backend
+  gentle.lb.haproxy_member_info:
+    socket: /run/haproxy/admin.sock
+  register: servers
+
+- name: Where is web3 drained?
+  ansible.builtin.debug:
+    msg: "{{ servers.members | selectattr('name', 'equalto', 'web3') | selectattr('state', 'equalto', 'drained')
+             | map(attribute='container') | list }}"
+
+- name: Through the stats page
+  gentle.lb.haproxy_member_info:
+    stats_url: http://lb1:8404/stats
+    stats_user: admin
+    stats_password: "{{ vault_haproxy_stats_password }}"
+    backend: app
+"""
+
+RETURN = r"""
+members:
+  description: One entry per server and backend.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    container:
+      description: The backend.
+      type: str
+      sample: app
+    backend:
+      description: The backend (same as RV(members[].container)).
+      type: str
+      sample: app
+    name:
+      description: The server name.
+      type: str
+      sample: web3
+    address:
+      description: The address HAProxy uses for the server (null through the stats page).
+      type: str
+      sample: 10.0.0.13
+    port:
+      description: The server port (null through the stats page).
+      type: int
+      sample: 8080
+    state:
+      description: V(present) (READY), V(drained) (DRAIN) or V(absent) (MAINT).
+      type: str
+      sample: drained
+    weight:
+      description: The current weight (C(srv_uweight)).
+      type: int
+      sample: 100
+    sessions:
+      description: Current sessions plus queued requests.
+      type: int
+      sample: 0
+    current_sessions:
+      description: Current sessions (C(scur)).
+      type: int
+      sample: 0
+    queued:
+      description: Requests queued for this server (C(qcur)).
+      type: int
+      sample: 0
+    health:
+      description:
+        - HAProxy's health view. V(up) (check passing), V(unknown) (no check), V(down),
+          V(going_up) (C(DOWN 1/2)), V(going_down) (C(UP 1/2)), V(nolb).
+      type: str
+      sample: up
+    status:
+      description: The C(status) column of C(show stat), for example C(UP), C(DRAIN), C(MAINT), C(no check).
+      type: str
+      sample: DRAIN
+    admin_state:
+      description: The C(srv_admin_state) bitmask (null through the stats page).
+      type: int
+      sample: 8
+    admin_flags:
+      description: The names of the bits set in RV(members[].admin_state) (V(FMAINT), V(IMAINT),
+        V(CMAINT), V(FDRAIN), V(IDRAIN), V(RMAINT), V(HMAINT)).
+      type: list
+      elements: str
+      sample: [FDRAIN]
+    operational_state:
+      description: C(srv_op_state) as a word (V(stopped), V(starting), V(running), V(stopping)); null through the stats page.
+      type: str
+      sample: running
+    check_status:
+      description: The last health check result (C(L7OK), C(L4CON), ...), null without a check.
+      type: str
+      sample: L7OK
+    health_check:
+      description: Whether a health check is configured (or the server tracks another).
+      type: bool
+      sample: true
+    initial_weight:
+      description: The configured weight (C(srv_iweight)); null through the stats page.
+      type: int
+      sample: 100
+    backup:
+      description: Whether this is a backup server.
+      type: bool
+      sample: false
+    tracks:
+      description: The C(backend/server) this server tracks, if any.
+      type: str
+      sample: null
+    fqdn:
+      description: The FQDN from the configuration, if the server was configured by name.
+      type: str
+      sample: null
+msg:
+  description: How many servers were found where.
+  returned: always
+  type: str
+  sample: "5 server(s) in backend app"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.gentle.lb.plugins.module_utils import haproxy, member, specs
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=specs.argument_spec(
+            dict(backend=dict(type="list", elements="str"), server=dict(type="str"),
+                 address=dict(type="str")),
+            specs.HAPROXY_CONNECTION_ARGS),
+        supports_check_mode=True,
+        **specs.HAPROXY_CONNECTION_RULES)
+    params = module.params
+    try:
+        selector = None
+        if params["server"] is not None or params["address"] is not None:
+            selector = haproxy.selector_from(params["server"], params["address"])
+        backend = haproxy.HAProxyBackend(haproxy.transport_from(
+            params["socket"], params["stats_url"], params["stats_user"], params["stats_password"],
+            params["validate_certs"], params["timeout"]))
+        backend.validate_scope(params["backend"], selector)
+        specs.exit_with(module, member.describe(backend, params["backend"], selector))
+    except member.LBError as error:
+        specs.fail_with(module, error)
+
+
+if __name__ == "__main__":
+    main()
