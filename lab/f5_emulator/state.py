@@ -270,8 +270,8 @@ class State:
     def _apply(self, obj, table, props):
         unknown = [k for k in props if k not in table and k not in IGNORED_PROPS]
         if unknown:
-            raise errors.bad_request('One or more properties must be specified, or unknown property "%s".'
-                                     % unknown[0])
+            raise errors.bad_request('Property "%s" is not emulated for this object '
+                                     '(lab/f5_emulator/README.md lists what is).' % unknown[0])
         values = {table[k][0]: _coerce(k, v, table[k][1]) for k, v in props.items() if k in table}
         for attr, value in values.items():
             setattr(obj, attr, value)

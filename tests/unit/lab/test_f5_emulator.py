@@ -282,7 +282,7 @@ def test_pool_collection_select_filter_and_expand(api):
     assert body["kind"] == "tm:ltm:pool:poolcollectionstate"
     assert all(set(i) == {"name", "fullPath"} for i in body["items"])
     dmz = api.json("GET", "/mgmt/tm/ltm/pool?$filter=partition+eq+DMZ")
-    assert [i["fullPath"] for i in dmz["items"]] == ["/Common/api".replace("Common", "DMZ")]
+    assert [i["fullPath"] for i in dmz["items"]] == ["/DMZ/api"]
     assert api.get("/mgmt/tm/ltm/pool?$filter=partition+eq+Nowhere").status_code == 404
     expanded = api.json("GET", "/mgmt/tm/ltm/pool/~Common~web?expandSubcollections=true")
     assert [m["name"] for m in expanded["membersReference"]["items"]] == ["10.0.0.1:80", "10.0.0.2:80"]
@@ -369,6 +369,8 @@ def test_reads_are_monitor_derived(emu, api, monitor, health, session, state, re
 def test_only_user_values_are_writable(api):
     assert api.call("PATCH", M1, json={"state": "up"}).status_code == 400
     assert api.call("PATCH", M1, json={"session": "monitor-enabled"}).status_code == 400
+    resp = api.call("PATCH", M1, json={"bogus": 1})
+    assert resp.status_code == 400 and "not emulated" in resp.json()["message"]
 
 
 def test_put_replaces_and_delete_removes(api):
