@@ -99,7 +99,7 @@ integration-haproxy: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/integration/haproxy
 
 integration-f5: setup
-	cd $(COLLECTION) && $(PYTEST) -q tests/integration/f5
+	cd $(COLLECTION) && $(PYTEST) -q tests/integration/f5 tests/integration/test_f5_emulator_compat.py
 
 integration-ipvs: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/integration/ipvs
