@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -228,7 +229,14 @@ def background():
 
 
 def run_module_as(uid, gid, name, args):
-    """Run a module file as another user (for socket permission tests)."""
+    """Run a module file as another user (for socket permission tests).
+
+    The venv's interpreter lives under /root (mode 700 here), so the system
+    python3 runs it, with the venv's site-packages for ansible-core's
+    module_utils (which support Python 3.9+)."""
+    python = "/usr/bin/python3"
+    if not os.access(python, os.X_OK):
+        pytest.skip("no system python3 to run a module as another user")
     payload = dict(args, _ansible_check_mode=False, _ansible_diff=False)
     workdir = tempfile.mkdtemp(prefix="gentle-lb-as-")
     os.chmod(workdir, 0o755)
@@ -236,10 +244,11 @@ def run_module_as(uid, gid, name, args):
     with open(args_file, "w") as handle:
         json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
     os.chmod(args_file, 0o644)
-    env = dict(os.environ, PYTHONPATH=ensure_collection_link(), HOME=workdir)
+    env = dict(os.environ, HOME=workdir,
+               PYTHONPATH=os.pathsep.join([ensure_collection_link(), sysconfig.get_paths()["purelib"]]))
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "ansible_collections.gentle.lb.plugins.modules." + name, args_file],
+            [python, "-m", "ansible_collections.gentle.lb.plugins.modules." + name, args_file],
             capture_output=True, text=True, timeout=60, env=env, cwd=workdir, user=uid, group=gid,
             extra_groups=[], check=False)
     finally:
