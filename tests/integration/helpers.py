@@ -10,6 +10,7 @@ Both talk to real load balancers started by the tests.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -93,16 +94,22 @@ def run_adhoc(module, args, check=False, diff=False, env=None, timeout=180, host
         cmd.append("--check")
     if diff:
         cmd.append("--diff")
-    run_env = ansible_env(dict(env or {}, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json"))
+    # ansible-core 2.21 has no 'json' stdout callback (it lives in ansible.posix now);
+    # the built-in 'minimal' one prints "HOST | STATUS => {json}" (diff shown apart).
+    run_env = ansible_env(dict(env or {}, ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+                               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal"))
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env, cwd=REPO, check=False)
     elapsed = time.monotonic() - started
+    marker = re.search(r"^%s \| ([A-Z]+!?) => \{" % re.escape(host), proc.stdout, re.MULTILINE)
     try:
-        data = json.loads(proc.stdout)
-        result = ModuleResult(data["plays"][0]["tasks"][0]["hosts"][host])
-    except (ValueError, KeyError, IndexError):
+        data, _end = json.JSONDecoder().raw_decode(proc.stdout, marker.end() - 1)
+        result = ModuleResult(data)
+    except (ValueError, AttributeError):
         raise AssertionError("ansible %s gave no JSON result (rc=%s)\nstdout:%s\nstderr:%s"
                              % (module, proc.returncode, proc.stdout, proc.stderr))
+    if marker.group(1) in ("FAILED!", "UNREACHABLE!"):
+        result["failed"] = True
     result.rc = proc.returncode
     result.elapsed = elapsed
     result.stderr = proc.stderr
