@@ -15,7 +15,6 @@ Every UDP port answers each datagram with "<name>\\n".
 """
 
 import argparse
-import socket
 import socketserver
 import sys
 import threading
@@ -88,5 +87,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    socket.setdefaulttimeout(None)
     sys.exit(main(sys.argv[1:]))
