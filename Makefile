@@ -102,7 +102,7 @@ integration-f5: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/integration/f5 tests/integration/test_f5_emulator_compat.py
 
 integration-ipvs: setup
-	cd $(COLLECTION) && $(PYTEST) -q tests/integration/ipvs
+	cd $(COLLECTION) && $(PYTEST) -q tests/lab tests/integration/ipvs
 
 integration-role: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/integration/role
