@@ -469,13 +469,15 @@ def _run_remove(backend, request, the_plan, before, scope, clock, sleep):
         result = _result(backend, request, the_plan, before, latest, waited, pending)
         raise WaitTimeoutError(_timeout_msg(backend, request, latest, pending, "removing"), result)
     note = None
+    if pending:
+        # Worded before the removal: afterwards the members read as gone (0 sessions).
+        warning = _timeout_msg(backend, request, latest, pending, "removed anyway")
     if pending and request.on_timeout == "force":
         note = backend.force([latest[k] for k in pending])
     _apply(backend, the_plan.changes, request, the_plan, before)
     latest = _reread(backend, scope, the_plan.targets, gone_ok=True)
     result = _result(backend, request, the_plan, before, latest, waited, [])
     if pending:
-        warning = _timeout_msg(backend, request, latest, pending, "removed anyway")
         result["warnings"].append(warning + ("; " + note if note else ""))
     return result
 
@@ -539,7 +541,8 @@ def _finish_wait(backend, request, result, latest, pending, scope, the_plan, bef
         # cannot end sessions says so); None means the sessions were ended.
         note = backend.force([latest[k] for k in pending])
         latest = _reread(backend, scope, the_plan.targets, gone_ok=True)
-        result = _result(backend, request, the_plan, before, latest, waited, [])
+        # Still pending: the summary must not say the goal was reached.
+        result = _result(backend, request, the_plan, before, latest, waited, pending)
         if note:
             result["msg"] += "; after %.1fs: %s" % (waited, note)
         else:
