@@ -112,6 +112,7 @@ integration-packaging: setup
 
 bench: setup
 	$(BIN)/python bench/haproxy_drain.py
+	$(BIN)/python bench/f5_requests.py
 
 clean:
 	rm -rf $(REPO)/.cache $(REPO)/tests/output
