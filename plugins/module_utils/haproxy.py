@@ -318,6 +318,12 @@ def _int(value, default=0):
         return default
 
 
+def _check_status(value):
+    """``* L7OK`` means a check is running right now; the result is L7OK."""
+    value = (value or "").lstrip("* ").strip()
+    return value or None
+
+
 def server_rows(state_rows, stat_rows):
     """Join ``show servers state`` with ``show stat`` (by backend and server
     name) into one record per server."""
@@ -340,7 +346,7 @@ def server_rows(state_rows, stat_rows):
             weight=row["srv_uweight"], initial_weight=row["srv_iweight"],
             sessions=_int(stat.get("scur")), queued=_int(stat.get("qcur")),
             status=status or None, health=status_to_health(status, checked) if status else "unknown",
-            check_status=stat.get("check_status") or None, checked=checked,
+            check_status=_check_status(stat.get("check_status")), checked=checked,
             backup=stat.get("bck") == "1", tracks=stat.get("tracked") or None,
             operational_state=OP_STATES.get(row["srv_op_state"], str(row["srv_op_state"])),
         ))
@@ -368,7 +374,7 @@ def csv_server_rows(stat_rows):
             weight=_int(weight, None), initial_weight=None,
             sessions=_int(row.get("scur")), queued=_int(row.get("qcur")),
             status=status or None, health=status_to_health(status, checked),
-            check_status=row.get("check_status") or None, checked=checked,
+            check_status=_check_status(row.get("check_status")), checked=checked,
             backup=row.get("bck") == "1", tracks=row.get("tracked") or None,
             operational_state=None,
         ))
@@ -523,14 +529,13 @@ class RuntimeAPI(object):
                                  "(haproxy_member_info lists every server)" % (subject, message))
         hint = "check the request against the HAProxy documentation of %r" % " ".join(command.split()[:2])
         if "static LB algorithm" in message:
-            hint = ("this backend's balance algorithm only takes weights 0% and 100%; use one of "
-                    "those or a dynamic algorithm such as roundrobin")
+            hint = "use weight 0% or 100% here, or give the backend a dynamic algorithm such as roundrobin"
         elif "dynamic load balancing" in message:
             hint = ("servers can only be added at runtime to a backend with a dynamic balance "
                     "algorithm (roundrobin, leastconn, random, first); add it to haproxy.cfg instead")
         elif "Already exists" in message:
             hint = "a server of that name already exists there; select it by name"
-        return CommandError("%s: HAProxy refused %r: %s; %s" % (subject, command, message, hint))
+        return CommandError("%s: HAProxy refused %r: %s; %s" % (subject, command, message.rstrip("."), hint))
 
     # --- operations
 

@@ -200,6 +200,17 @@ def test_stats_page_csv_reads_state_from_status(version):
     assert "states" in haproxy.backends_in_csv(rows)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_check_in_progress_marker_is_dropped(version):
+    stat = haproxy.parse_show_stat(text(version, "show_stat_app.txt"))
+    for row in stat:
+        if row["check_status"]:
+            row["check_status"] = "* " + row["check_status"]       # shown while a check runs
+    rows = haproxy.server_rows(haproxy.parse_servers_state(text(version, "show_servers_state_app.txt")), stat)
+    assert [r["check_status"] for r in rows] == ["L7OK", "L7OK", "L7OK", "L7OK", None]
+    assert [r["check_status"] for r in haproxy.csv_server_rows(stat)] == ["L7OK", "L7OK", "L7OK", "L7OK", None]
+
+
 @pytest.mark.parametrize("status,checked,health", [
     ("UP", True, "up"), ("UP 1/2", True, "going_down"), ("UP 2/3", True, "going_down"),
     ("DOWN", True, "down"), ("DOWN 1/2", True, "going_up"), ("DRAIN", True, "up"),
@@ -357,7 +368,7 @@ def fake():
     ("err_permission_denied.txt", core.PermissionDeniedError, "level admin"),
     ("err_permission_denied_set_weight.txt", core.PermissionDeniedError, "level admin"),
     ("err_weight_out_of_range.txt", core.CommandError, "between 0 and 256"),
-    ("err_static_weight.txt", core.CommandError, "0% and 100%"),
+    ("err_static_weight.txt", core.CommandError, "weight 0% or 100% here"),
     ("add_server_static_backend.txt", core.CommandError, "dynamic balance algorithm"),
     ("add_server_exists.txt", core.CommandError, "already exists"),
     ("err_bad_state.txt", core.CommandError, "expects 'ready'"),
