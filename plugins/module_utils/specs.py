@@ -14,10 +14,24 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import os
 
-from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.errors import AnsibleFallbackNotFound
 
 from ansible_collections.gentle.lb.plugins.module_utils.member import Request
+
+
+def env_fallback(*names, **kwargs):
+    """Ansible's env_fallback, except that an empty variable counts as unset.
+
+    An AWX/AAP credential injector sets every variable it names, rendering the
+    fields left blank as empty strings: a HAProxy credential with only a stats
+    page would otherwise also set ``socket=''`` (mutually exclusive with
+    ``stats_url``), and an F5 credential without a port ``server_port=''``."""
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    raise AnsibleFallbackNotFound
 
 
 # Mirrored by doc fragment gentle.lb.waiting.
