@@ -19,7 +19,8 @@ options:
       - When neither O(socket) nor O(stats_url) is set, V(/run/haproxy/admin.sock) is used
         (Debian's and Ubuntu's packaged default).
       - Mutually exclusive with O(stats_url).
-      - If not set, the environment variable E(HAPROXY_SOCKET) is used.
+      - If neither O(socket) nor O(stats_url) is set, the environment variable E(HAPROXY_SOCKET) is
+        used, else E(HAPROXY_STATS_URL). An option given to the task always wins over both variables.
     type: str
   stats_url:
     description:
@@ -27,7 +28,8 @@ options:
         runtime API through the page's admin form (C(stats admin if ...) must be configured).
         Useful when the controller reaches the balancer over HTTP only.
       - The stats page cannot change weights and cannot add servers.
-      - If not set, the environment variable E(HAPROXY_STATS_URL) is used.
+      - If neither O(socket) nor O(stats_url) is set and E(HAPROXY_SOCKET) is not set either, the
+        environment variable E(HAPROXY_STATS_URL) is used.
     type: str
   stats_user:
     description:

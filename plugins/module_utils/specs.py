@@ -49,9 +49,14 @@ GUARD_ARGS = dict(
 )
 
 # Mirrored by doc fragment gentle.lb.haproxy_connection.
+# socket and stats_url choose the transport.  Their environment variables are
+# resolved in haproxy_connection(), not by env_fallback: an explicit option must
+# win over *both* variables, so that an AWX credential exporting HAPROXY_STATS_URL
+# does not collide with a task that names a socket (mutually_exclusive would fire).
+HAPROXY_TRANSPORT_ENV = dict(socket="HAPROXY_SOCKET", stats_url="HAPROXY_STATS_URL")
 HAPROXY_CONNECTION_ARGS = dict(
-    socket=dict(type="str", fallback=(env_fallback, ["HAPROXY_SOCKET"])),
-    stats_url=dict(type="str", fallback=(env_fallback, ["HAPROXY_STATS_URL"])),
+    socket=dict(type="str"),
+    stats_url=dict(type="str"),
     stats_user=dict(type="str", fallback=(env_fallback, ["HAPROXY_STATS_USER"])),
     stats_password=dict(type="str", no_log=True, fallback=(env_fallback, ["HAPROXY_STATS_PASSWORD"])),
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["HAPROXY_VALIDATE_CERTS"])),
@@ -86,6 +91,19 @@ def argument_spec(*parts):
     for part in parts:
         spec.update(copy.deepcopy(part))
     return spec
+
+
+def haproxy_connection(params):
+    """The HAProxy connection options, with the transport chosen in this order:
+    the task's socket or stats_url; else HAPROXY_SOCKET; else HAPROXY_STATS_URL."""
+    socket, stats_url = params.get("socket"), params.get("stats_url")
+    if not socket and not stats_url:
+        socket = os.environ.get(HAPROXY_TRANSPORT_ENV["socket"]) or None
+        if not socket:
+            stats_url = os.environ.get(HAPROXY_TRANSPORT_ENV["stats_url"]) or None
+    return dict(socket=socket, stats_url=stats_url, stats_user=params.get("stats_user"),
+                stats_password=params.get("stats_password"),
+                validate_certs=params.get("validate_certs", True), timeout=params.get("timeout", 5.0))
 
 
 def f5_connection(params):

@@ -284,9 +284,7 @@ def main():
     params = module.params
     try:
         selector = haproxy.selector_from(params["server"], params["address"])
-        backend = haproxy.HAProxyBackend(haproxy.transport_from(
-            params["socket"], params["stats_url"], params["stats_user"], params["stats_password"],
-            params["validate_certs"], params["timeout"]))
+        backend = haproxy.HAProxyBackend(haproxy.transport_from(**specs.haproxy_connection(params)))
         request = specs.request_from_params(params, selector, params["backend"], weight=params["weight"])
         specs.exit_with(module, member.run(backend, request, check_mode=module.check_mode))
     except member.LBError as error:

@@ -190,9 +190,7 @@ def main():
         selector = None
         if params["server"] is not None or params["address"] is not None:
             selector = haproxy.selector_from(params["server"], params["address"])
-        backend = haproxy.HAProxyBackend(haproxy.transport_from(
-            params["socket"], params["stats_url"], params["stats_user"], params["stats_password"],
-            params["validate_certs"], params["timeout"]))
+        backend = haproxy.HAProxyBackend(haproxy.transport_from(**specs.haproxy_connection(params)))
         backend.validate_scope(params["backend"], selector)
         specs.exit_with(module, member.describe(backend, params["backend"], selector))
     except member.LBError as error:

@@ -18,6 +18,8 @@ DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "awx")
 
 def env_fallbacks(spec):
     names = set()
+    if spec is specs.HAPROXY_CONNECTION_ARGS:
+        names.update(specs.HAPROXY_TRANSPORT_ENV.values())
     for option in spec.values():
         fallback = option.get("fallback")
         if fallback:

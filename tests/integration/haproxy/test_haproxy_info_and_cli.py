@@ -154,3 +154,13 @@ def test_playbook_with_module_defaults(lab):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "changed=2" in proc.stdout and "failed=0" in proc.stdout
     assert lab.admin_states()[("app", "web3")] == (0, 2)
+
+
+def test_task_socket_wins_over_an_injected_stats_url(lab):
+    """An AWX credential exports HAPROXY_STATS_URL; a task naming its socket must still work."""
+    env = {"HAPROXY_STATS_URL": "http://127.0.0.1:9/unused", "HAPROXY_STATS_USER": "u",
+           "HAPROXY_STATS_PASSWORD": "p"}
+    result = run_module("haproxy_member", dict(socket=lab.admin_socket, backend="app", server="web3",
+                                               state="drained"), env=env)
+    assert not result.failed and result["changed"] is True, result
+    assert lab.admin("app", "web3") == 0x08
