@@ -198,7 +198,8 @@ def test_failed_job_status_events_and_artifact(broken_job):
 
     failed = broken_job.of("runner_on_failed")
     assert failed, broken_job
-    assert set(e["event_data"]["host"] for e in failed) == {"web2"}
+    assert set(e["event_data"]["host"] for e in failed) == {"web2"}, [
+        (e["event_data"]["host"], e["event_data"]["task"], e["event_data"]["res"].get("msg")) for e in failed]
     assert any(e["event_data"]["resolved_action"] == "ansible.builtin.command" for e in failed)
     assert sorted(broken_job.stats["failures"]) == ["web2"]
 
