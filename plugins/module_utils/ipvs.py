@@ -28,6 +28,7 @@ import errno
 import json
 import os
 import socket
+import subprocess
 import tempfile
 import time
 
@@ -619,13 +620,22 @@ def find_ipvsadm(path=None):
     return None
 
 
-def module_runner(module):
-    """A runner for Ipvsadm from an AnsibleModule: its run_command with an
-    argument list (never a shell) and the C locale, so ipvsadm's messages are
-    the ones this file knows."""
-    def runner(argv):
-        return module.run_command(argv, check_rc=False, environ_update=dict(LC_ALL="C", LANG="C", LANGUAGE="C"))
-    return runner
+C_LOCALE = dict(LC_ALL="C", LANG="C", LANGUAGE="C")
+
+
+def spawn_runner(argv):
+    """The runner the modules use: an argument list (never a shell), the C
+    locale so ipvsadm's messages are the ones this file knows, no stdin.  Unlike AnsibleModule.run_command it passes no
+    preexec_fn, so Python (3.10+) starts ipvsadm with vfork instead of copying
+    the whole module process with fork: a drain issues one ipvsadm per
+    destination, and on a busy director each fork of a large Python process
+    costs far more than ipvsadm itself (bench/ipvs_scale.py)."""
+    environment = dict(os.environ)
+    environment.update(C_LOCALE)
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=environment, close_fds=True)
+    out, err = process.communicate()
+    return process.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def stderr_message(stderr):
@@ -639,7 +649,7 @@ def stderr_message(stderr):
 
 class Ipvsadm(object):
     """Runs ipvsadm through ``runner(argv) -> (rc, stdout, stderr)``
-    (module_runner(module) in the modules; a fake in the unit tests)."""
+    (spawn_runner in the modules; a fake in the unit tests)."""
 
     def __init__(self, runner, binary=None):
         self.runner = runner

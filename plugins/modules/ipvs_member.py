@@ -362,7 +362,7 @@ def main():
             params, ipvs.selector(params["address"], params["port"]),
             ipvs.service_names(params["virtual_service"]), weight=params["weight"],
             options=dict((key, params[key]) for key in ipvs.DEST_OPTION_KEYS))
-        backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.module_runner(module)),
+        backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.spawn_runner),
                                    memory=ipvs.WeightMemory(params["state_file"]),
                                    count_inactive=params["count_inactive"],
                                    count_persistent=params["count_persistent"])

@@ -282,7 +282,7 @@ def main():
     params = module.params
     try:
         selector = ipvs.selector(params["address"], params["port"])
-        backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.module_runner(module)),
+        backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.spawn_runner),
                                    count_inactive=params["count_inactive"],
                                    count_persistent=params["count_persistent"],
                                    stats=params["stats"], rates=params["rates"], read_persistent=True)

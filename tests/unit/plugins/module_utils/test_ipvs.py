@@ -426,23 +426,6 @@ def test_ipvsadm_is_found_in_path_only(tmp_path):
     assert ipvs.find_ipvsadm("") is None
 
 
-class FakeModule(object):
-    def __init__(self):
-        self.calls = []
-
-    def run_command(self, argv, check_rc=False, environ_update=None):
-        self.calls.append((argv, check_rc, environ_update))
-        return 0, "", ""
-
-
-def test_module_runner_uses_argv_and_c_locale():
-    module = FakeModule()
-    assert ipvs.module_runner(module)(["/usr/sbin/ipvsadm", "-L", "-n"]) == (0, "", "")
-    argv, check_rc, environ = module.calls[0]
-    assert argv == ["/usr/sbin/ipvsadm", "-L", "-n"] and check_rc is False
-    assert environ["LC_ALL"] == "C"
-
-
 def test_runner_oserror_is_mapped():
     def denied(argv):
         raise OSError(13, "Permission denied")
@@ -1182,3 +1165,11 @@ def test_unreadable_options_are_refused_before_anything_is_written(kernel, tmp_p
         assert "could not be read; nothing was changed" in info.value.msg
     assert kernel.writes() == []
     assert not os.path.exists(str(tmp_path / "w.json"))
+
+
+def test_spawn_runner_runs_an_argument_list_in_the_c_locale(tmp_path):
+    script = tmp_path / "fake-ipvsadm"
+    script.write_text("#!/bin/sh\necho \"$LC_ALL $*\"\necho oops >&2\nexit 3\n")
+    script.chmod(0o755)
+    rc, out, err = ipvs.spawn_runner([str(script), "-L", "-n; true"])
+    assert (rc, out, err) == (3, "C -L -n; true\n", "oops\n")
