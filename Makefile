@@ -20,7 +20,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 
 .PHONY: help setup demo test sanity lint units integration integration-haproxy integration-ipvs \
-        integration-f5 integration-role integration-packaging changelog-lint docs-lint bench clean
+        integration-f5 integration-role integration-awx integration-packaging changelog-lint docs-lint bench clean
 
 help:
 	@echo "make demo   - start the local lab and roll every app instance from v1 to v2 under load"
@@ -93,7 +93,7 @@ docs-lint: setup
 units: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/unit
 
-integration: integration-haproxy integration-f5 integration-ipvs integration-role integration-packaging
+integration: integration-haproxy integration-f5 integration-ipvs integration-role integration-awx integration-packaging
 
 integration-haproxy: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/integration/haproxy
@@ -107,12 +107,16 @@ integration-ipvs: setup
 integration-role: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/integration/role
 
+integration-awx: setup
+	cd $(COLLECTION) && $(PYTEST) -q tests/integration/awx
+
 integration-packaging: setup
 	cd $(COLLECTION) && $(PYTEST) -q tests/integration/packaging
 
 bench: setup
 	$(BIN)/python bench/haproxy_drain.py
 	$(BIN)/python bench/f5_requests.py
+	$(BIN)/python bench/ipvs_scale.py
 
 clean:
 	rm -rf $(REPO)/.cache $(REPO)/tests/output

@@ -16,7 +16,9 @@ trap 'rm -rf "$work"' EXIT
 dest=$work/ansible_collections/gentle/lb
 mkdir -p "$dest"
 cd "$repo"
-git ls-files -co --exclude-standard | grep -v -E '^(lab|bench|\.ci|tests/lab|tests/unit/lab)/' | tar -cf - -T - | tar -xf - -C "$dest"
+git ls-files -co --exclude-standard | grep -v -E '^(lab|bench|\.ci|tests/lab|tests/unit/lab)/' \
+  | while read -r path; do [ -e "$path" ] && printf '%s\n' "$path"; done \
+  | tar -cf - -T - | tar -xf - -C "$dest"
 
 # ansible-test bootstraps pip in its sanity virtualenvs with a script from
 # ci-files.testing.ansible.com, which is not reachable here: give it ours.
