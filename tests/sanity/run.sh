@@ -17,7 +17,7 @@ dest=$work/ansible_collections/gentle/lb
 mkdir -p "$dest"
 cd "$repo"
 git ls-files -co --exclude-standard | grep -v -E '^(lab|bench|\.ci|tests/lab|tests/unit/lab)/' \
-  | while read -r path; do [ -e "$path" ] && printf '%s\n' "$path"; done \
+  | while read -r path; do if [ -e "$path" ]; then printf '%s\n' "$path"; fi; done \
   | tar -cf - -T - | tar -xf - -C "$dest"
 
 # ansible-test bootstraps pip in its sanity virtualenvs with a script from
