@@ -34,7 +34,8 @@ rolls the lab from v1 to v2.
         assert summary["failed"] == 0
         print(lab.versions())              # {"web1": "v2", ...}
 
-CLI for humans:  python3 lab/rolling_lab.py up [--instances 4] [--haproxy 2.6]
+CLI:  python3 lab/rolling_lab.py [--instances 4] [--haproxy 2.6] [--workdir DIR] up [--load]
+(writes DIR/lab.json when it is up; the molecule scenario of the role uses it)
 """
 
 from __future__ import annotations
@@ -323,6 +324,10 @@ class RollingLab:
                 "socket": "{{ hostvars['lb1'].lab_haproxy_socket }}",
             }]
         else:
+            # HAProxy probes /health, which fails while the file is aside (so
+            # the health gate cannot use it): the gate asks /version instead.
+            app_vars["rolling_deploy_health_url"] = "http://127.0.0.1:{{ lab_app_port }}/version"
+            app_vars["rolling_deploy_health_body"] = "^{{ lab_versions[inventory_hostname] | default(lab_version) }}$"
             app_vars["rolling_deploy_bindings"] = [{
                 "type": "health_file", "path": "{{ lab_health_file }}",
                 "inter": CHECK_INTER, "fall": CHECK_FALL, "rise": CHECK_RISE,
@@ -448,11 +453,23 @@ def main(argv=None) -> int:
     parser.add_argument("--binding", default="haproxy", choices=BINDINGS)
     parser.add_argument("--workdir", help="keep everything here (not removed at the end)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the lab, print its endpoints, run until Ctrl-C")
+    up = sub.add_parser("up", help="start the lab, print its endpoints, run until Ctrl-C or SIGTERM")
+    up.add_argument("--load", action="store_true",
+                    help="also start the load generator; it stops when <workdir>/load.stop exists "
+                         "and then writes its summary to <workdir>/load.json")
     args = parser.parse_args(argv)
 
     with RollingLab(instances=args.instances, haproxy=args.haproxy, binding=args.binding,
                     workdir=args.workdir) as lab:
+        if args.load:
+            lab.start_load()
+        # Everything a playbook needs, for tools that cannot read the YAML
+        # inventory (molecule's converge adds the hosts from it); written last,
+        # atomically: its presence means the lab is up.
+        state = dict(lab.endpoints(), pid=os.getpid(), inventory_data=lab.inventory_data())
+        tmp = lab.workdir / "lab.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(lab.workdir / "lab.json")
         for key, value in lab.endpoints().items():
             print(f"{key:<13} {value}")
         print(f"\nroll it:  ansible-playbook -i {lab.inventory} playbooks/rolling_deploy.yml")

@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+"""A failed node stops the rollout, under load, without a failed request:
+the failed node is left drained, put back, or rolled back (per
+rolling_deploy_on_failure), the nodes after it are not touched, and a rerun
+resumes where the rollout stopped."""
+
+import os
+
+from conftest import ROLLBACK_TASKS, admin_states, assert_no_failures, playbook
+
+BROKEN = {"lab_versions": {"web2": "v2-broken"}, "lab_start_timeout": 2}
+
+
+def pids(lab):
+    return {n.name: open(n.pidfile).read().strip() for n in lab.nodes if os.path.exists(n.pidfile)}
+
+
+def test_deploy_fails_on_second_node_left_drained_then_rerun_resumes(lab):
+    before = pids(lab)
+    lab.start_load()
+    run = playbook(lab, extra_vars=dict(BROKEN))
+    states, versions, after = admin_states(lab), lab.versions(), pids(lab)
+
+    assert run.rc != 0, run
+    assert "rolling_deploy: web2 failed at step deploy (see rolling_deploy_tasks_file" in run.output, run
+    assert "it is left drained on every binding (rolling_deploy_on_failure=leave_drained)" in run.output, run
+    assert states == {"web1": "READY", "web2": "DRAIN", "web3": "READY", "web4": "READY"}
+    assert versions == {"web1": "v2", "web2": "v2-broken", "web3": "v1", "web4": "v1"}
+    assert {h: after[h] for h in ("web3", "web4")} == {h: before[h] for h in ("web3", "web4")}
+    assert run.timings["web1"]["result"] == "done"
+    assert run.timings["web2"]["result"] == "failed" and run.timings["web2"]["step"] == "deploy"
+    assert "web3" not in run.timings and "web4" not in run.timings
+
+    # Fix the cause and run again: web1 is skipped, web2 is redeployed (it is
+    # still drained), web3 and web4 are rolled -- still without a failed request.
+    rerun = playbook(lab, extra_vars={"rolling_deploy_skip_deployed": True})
+    load = lab.stop_load()
+
+    assert rerun.rc == 0, rerun
+    assert_no_failures(load)
+    assert lab.versions() == dict.fromkeys(["web1", "web2", "web3", "web4"], "v2")
+    assert admin_states(lab) == dict.fromkeys(["web1", "web2", "web3", "web4"], "READY")
+    assert {h: t["result"] for h, t in rerun.timings.items()} == {
+        "web1": "skipped", "web2": "done", "web3": "done", "web4": "done"}
+
+
+def test_health_gate_fails_rollback(lab):
+    """web2 deploys a build that starts but is not the expected version: the
+    health gate fails; rollback puts v1 back, checks it and restores it."""
+    lab.start_load()
+    run = playbook(lab, extra_vars={
+        "lab_versions": {"web2": "v2-wrong"},
+        "rolling_deploy_health_body": "^OK v2$",
+        "rolling_deploy_health_retries": 3,
+        "rolling_deploy_on_failure": "rollback",
+        "rolling_deploy_rollback_tasks_file": ROLLBACK_TASKS,
+        "rolling_deploy_rollback_health_body": "^OK v1$",
+    })
+    load = lab.stop_load()
+
+    assert run.rc != 0, run
+    assert "rolling_deploy: web2 failed at step health (see rolling_deploy_health_url" in run.output, run
+    assert "health gate: GET http://127.0.0.1:%d/health answered 200 OK v2-wrong" % lab.node("web2").port in run.output
+    assert "it was rolled back (rolling_deploy_rollback_tasks_file), passed the health gate" in run.output, run
+    assert_no_failures(load)
+    assert admin_states(lab) == dict.fromkeys(["web1", "web2", "web3", "web4"], "READY")
+    assert lab.versions() == {"web1": "v2", "web2": "v1", "web3": "v1", "web4": "v1"}
+    assert lab.states()["web2"] == "UP"
+
+
+def test_deploy_fails_restore_puts_it_back(lab):
+    """on_failure=restore: the broken node goes back to READY at once; HAProxy's
+    health check keeps it DOWN, so it gets no traffic."""
+    lab.start_load()
+    run = playbook(lab, extra_vars=dict(BROKEN, rolling_deploy_on_failure="restore"))
+    load = lab.stop_load()
+
+    assert run.rc != 0, run
+    assert "it was put back into rotation as it is (rolling_deploy_on_failure=restore)" in run.output, run
+    assert "health now: app down" in run.output, run
+    assert_no_failures(load)
+    assert admin_states(lab) == dict.fromkeys(["web1", "web2", "web3", "web4"], "READY")
+    assert lab.states()["web2"] == "DOWN"
+    assert lab.versions() == {"web1": "v2", "web2": "v2-broken", "web3": "v1", "web4": "v1"}

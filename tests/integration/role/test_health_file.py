@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+"""health_file bindings: the role drains by moving the file HAProxy's check
+probes, with HAProxy's own view (haproxy_member_info) for the capacity floor
+and the waits, or with fall x inter seconds when no view is configured."""
+
+import os
+
+import pytest
+
+from conftest import admin_states, assert_no_failures, playbook
+
+ALL = ["web1", "web2", "web3", "web4"]
+
+
+@pytest.mark.parametrize("view", ["info", "timer"])
+def test_health_file_rollout_fails_no_request(make_lab, view):
+    lab = make_lab(instances=4, binding="health_file")
+    extra = {}
+    if view == "timer":
+        extra["rolling_deploy_bindings"] = [{
+            "type": "health_file", "path": "{{ lab_health_file }}", "inter": 0.2, "fall": 2, "rise": 1}]
+    lab.start_load()
+    run = playbook(lab, extra_vars=extra)
+    load = lab.stop_load()
+
+    assert run.rc == 0, run
+    assert_no_failures(load)
+    assert lab.versions() == dict.fromkeys(ALL, "v2")
+    assert lab.states() == dict.fromkeys(ALL, "UP")
+    assert admin_states(lab) == dict.fromkeys(ALL, "READY")    # never touched through the socket
+    for node in lab.nodes:
+        assert os.path.exists(node.health_file) and not os.path.exists(str(node.health_file) + ".rolling_deploy")
+    assert min(s["in_rotation"] for s in load["rotation"]) >= 3
