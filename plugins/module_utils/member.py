@@ -558,7 +558,8 @@ def _timeout_msg(backend, request, latest, pending, action):
         if request.state == "present":
             parts.append("%s/%s health %s" % (member.container, member.name, member.health))
         else:
-            parts.append("%s/%s %d sessions" % (member.container, member.name, member.sessions))
+            parts.append("%s/%s %d session%s" % (member.container, member.name, member.sessions,
+                                                 "" if member.sessions == 1 else "s"))
     if request.state == "present":
         hint = "check the member's health check"
     else:

@@ -105,7 +105,7 @@ def test_drain_timeout_fails_leaves_it_drained_and_counts_sessions(lab, member):
     held = lab.hold("web3")
     result = member(backend="app", server="web3", state="drained", wait_timeout=1)
     assert result.failed
-    assert result["msg"] == ("server web3: not drained after wait_timeout=1s (app/web3 1 sessions); "
+    assert result["msg"] == ("server web3: not drained after wait_timeout=1s (app/web3 1 session); "
                              "giving up, raise wait_timeout or use on_timeout: force")
     assert result["changed"] is True
     assert result["members"][0]["state"] == "drained" and result["members"][0]["sessions"] == 1
@@ -117,7 +117,7 @@ def test_on_timeout_continue_warns(lab, member):
     lab.hold("web3")
     result = member(backend="app", server="web3", state="drained", wait_timeout=0.3, on_timeout="continue")
     assert not result.failed and result["changed"] is True
-    assert any("app/web3 1 sessions" in str(w) for w in result["warnings"])
+    assert any("app/web3 1 session" in str(w) for w in result["warnings"])
 
 
 def test_on_timeout_force_shuts_the_sessions(lab, member):
