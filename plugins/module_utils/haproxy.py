@@ -770,6 +770,12 @@ class HAProxyBackend(object):
     # --- before any I/O
 
     def validate(self, request):
+        selector = request.selector
+        if (request.state == "present" and selector.name is not None and selector.address is not None
+                and not self.transport.shows_addresses):
+            raise InvalidInputError("server %s: the stats page cannot add servers nor match addresses; "
+                                    "use socket (the runtime API) to add a dynamic server, or name an "
+                                    "existing server without address" % selector.name)
         self.validate_scope(request.containers, request.selector)
         weight = parse_weight(request.weight)
         if weight is not None and not self.transport.can_set_weight and request.state == "present":

@@ -173,6 +173,11 @@ def test_stats_page_cannot_add(lab, member):
     assert result.failed and "the stats page cannot add servers" in result["msg"]
 
 
+def test_stats_page_cannot_add_by_name_and_address(lab, member):
+    result = member(transport="stats", backend="app", server="web9", address="127.0.0.1:9", state="present")
+    assert result.failed and "the stats page cannot add servers" in result["msg"]
+
+
 @pytest.mark.parametrize("weight", [300, -1, "257", "abc", "10;x", "1.5"])
 def test_weight_out_of_range(lab, member, weight):
     snapshot = lab.admin_states()
