@@ -13,7 +13,7 @@ BIN         := $(VENV)/bin
 COLLECTIONS := $(REPO)/.cache/collections
 COLLECTION  := $(COLLECTIONS)/ansible_collections/gentle/lb
 STAMP       := $(REPO)/.cache/stamps
-APT_PACKAGES := haproxy user-mode-linux ipvsadm kmod keepalived iproute2 socat curl openssl ca-certificates
+APT_PACKAGES := haproxy user-mode-linux ipvsadm kmod keepalived iproute2 socat curl openssl ca-certificates shellcheck
 PYTEST      := PYTHONPATH=$(COLLECTIONS) ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/pytest
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)

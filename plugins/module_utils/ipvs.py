@@ -625,11 +625,14 @@ C_LOCALE = dict(LC_ALL="C", LANG="C", LANGUAGE="C")
 
 def spawn_runner(argv):
     """The runner the modules use: an argument list (never a shell), the C
-    locale so ipvsadm's messages are the ones this file knows, no stdin.  Unlike AnsibleModule.run_command it passes no
-    preexec_fn, so Python (3.10+) starts ipvsadm with vfork instead of copying
-    the whole module process with fork: a drain issues one ipvsadm per
-    destination, and on a busy director each fork of a large Python process
-    costs far more than ipvsadm itself (bench/ipvs_scale.py)."""
+    locale so ipvsadm's messages are the ones this file knows, no stdin.
+
+    Unlike AnsibleModule.run_command it passes no preexec_fn, so Python (3.10+)
+    starts ipvsadm with vfork instead of copying the whole module process with
+    fork: a drain issues one ipvsadm per destination, and on a busy director each
+    fork of a large Python process costs far more than ipvsadm itself
+    (bench/ipvs_scale.py: 4.8 s -> 1.6 s for 10 destinations).  That is the one
+    entry in tests/sanity/ignore-2.21.txt (pylint's ansible-bad-function)."""
     environment = dict(os.environ)
     environment.update(C_LOCALE)
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -28,8 +28,8 @@ src = open(os.path.join(os.path.dirname(ansible_test.__file__), "_internal", "py
 print(re.search(r"pip='([0-9.]+)'", src).group(1))
 PY
 )
-mkdir -p ~/.ansible/test/cache
-cp "$repo/tests/sanity/get_pip.py" ~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+mkdir -p "$HOME/.ansible/test/cache"
+cp "$repo/tests/sanity/get_pip.py" "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 
 # Make every pyenv interpreter findable as pythonX.Y: ansible-test runs them
 # with a cleaned environment in which pyenv's shims cannot pick a version.
