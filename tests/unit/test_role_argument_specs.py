@@ -127,3 +127,8 @@ def test_binding_keys_are_module_options(binding_type):
     # sets state and wait itself).
     untouched = sorted(options - set(args))
     assert not untouched, "options of %s a binding cannot set: %s" % (MODULES[binding_type], untouched)
+    # The keys the role accepts in a binding of this type (vars/main.yml; any
+    # other key is refused before anything is done, so a typo such as
+    # "bakend" cannot widen the scope of a drain to every backend).
+    accepted = set(load("vars", "main.yml")["_rolling_deploy_binding_keys"][binding_type])
+    assert accepted == (options - {"state", "wait"}) | {"type", "delegate_to", "label"}

@@ -23,7 +23,7 @@ def test_deploy_fails_on_second_node_left_drained_then_rerun_resumes(lab):
 
     assert run.rc != 0, run
     assert "rolling_deploy: web2 failed at step deploy (see rolling_deploy_tasks_file" in run.output, run
-    assert "it is left drained on every binding (rolling_deploy_on_failure=leave_drained)" in run.output, run
+    assert "it is left drained on every binding (rolling_deploy_on_failure=leave_drained;" in run.output, run
     assert states == {"web1": "READY", "web2": "DRAIN", "web3": "READY", "web4": "READY"}
     assert versions == {"web1": "v2", "web2": "v2-broken", "web3": "v1", "web4": "v1"}
     assert {h: after[h] for h in ("web3", "web4")} == {h: before[h] for h in ("web3", "web4")}

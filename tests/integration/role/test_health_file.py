@@ -9,12 +9,12 @@ import pytest
 
 from conftest import admin_states, assert_no_failures, playbook
 
-ALL = ["web1", "web2", "web3", "web4"]
-
 
 @pytest.mark.parametrize("view", ["info", "timer"])
 def test_health_file_rollout_fails_no_request(make_lab, view):
-    lab = make_lab(instances=4, binding="health_file")
+    # Four instances with HAProxy's view (the capacity floor reads it), two with the timer.
+    lab = make_lab(instances=4 if view == "info" else 2, binding="health_file")
+    names = [n.name for n in lab.nodes]
     extra = {}
     if view == "timer":
         extra["rolling_deploy_bindings"] = [{
@@ -25,9 +25,9 @@ def test_health_file_rollout_fails_no_request(make_lab, view):
 
     assert run.rc == 0, run
     assert_no_failures(load)
-    assert lab.versions() == dict.fromkeys(ALL, "v2")
-    assert lab.states() == dict.fromkeys(ALL, "UP")
-    assert admin_states(lab) == dict.fromkeys(ALL, "READY")    # never touched through the socket
+    assert lab.versions() == dict.fromkeys(names, "v2")
+    assert lab.states() == dict.fromkeys(names, "UP")
+    assert admin_states(lab) == dict.fromkeys(names, "READY")    # never touched through the socket
     for node in lab.nodes:
         assert os.path.exists(node.health_file) and not os.path.exists(str(node.health_file) + ".rolling_deploy")
-    assert min(s["in_rotation"] for s in load["rotation"]) >= 3
+    assert min(s["in_rotation"] for s in load["rotation"]) >= len(names) - 1

@@ -6,28 +6,29 @@ import pytest
 
 from conftest import INSTALL_SECONDS, NAIVE_PLAYBOOK, admin_states, assert_no_failures, playbook
 
-ALL = ["web1", "web2", "web3", "web4"]
-
 
 @pytest.mark.parametrize("haproxy", ["2.6", "3.0"])
 def test_rolling_deploy_fails_no_request(make_lab, haproxy):
-    lab = make_lab(instances=4, haproxy=haproxy)
+    # 2.6: the proof (four instances, a realistic install time); 3.0: the
+    # same role against the other LTS line, two instances, no install pause.
+    lab = make_lab(instances=4 if haproxy == "2.6" else 2, haproxy=haproxy)
+    hosts = [n.name for n in lab.nodes]
     lab.start_load()
     run = playbook(lab, extra_vars={"lab_install_seconds": INSTALL_SECONDS if haproxy == "2.6" else 0})
     load = lab.stop_load()
 
     assert run.rc == 0, run
     assert_no_failures(load)
-    assert lab.versions() == dict.fromkeys(ALL, "v2")
-    assert admin_states(lab) == dict.fromkeys(ALL, "READY")
-    assert lab.states() == dict.fromkeys(ALL, "UP")
+    assert lab.versions() == dict.fromkeys(hosts, "v2")
+    assert admin_states(lab) == dict.fromkeys(hosts, "READY")
+    assert lab.states() == dict.fromkeys(hosts, "UP")
     # serial 1: never more than one instance out of rotation.
-    assert min(s["in_rotation"] for s in load["rotation"]) >= 3
+    assert min(s["in_rotation"] for s in load["rotation"]) >= len(hosts) - 1
     # Both versions answered during the run: the load really went through it.
     assert load["versions"].get("v1", 0) > 0 and load["versions"].get("v2", 0) > 0
 
     timings = run.timings
-    assert sorted(timings) == ALL
+    assert sorted(timings) == hosts
     for host, entry in timings.items():
         assert entry["result"] == "done", (host, entry)
         for step in ("drain", "deploy", "health", "restore", "total"):
@@ -42,11 +43,13 @@ def test_naive_restart_fails_requests(lab):
 
     This is what proves the load generator can see the failures the role
     prevents: HAProxy keeps sending a node new requests until its health check
-    notices it is gone, and its retries give up after about three seconds."""
+    notices it is gone, and its retries give up after about three seconds.
+    Two nodes are enough to see it."""
     lab.start_load()
-    run = playbook(lab, NAIVE_PLAYBOOK, extra_vars={"lab_install_seconds": INSTALL_SECONDS})
+    run = playbook(lab, NAIVE_PLAYBOOK, extra_vars={"lab_install_seconds": INSTALL_SECONDS},
+                   args=("--limit", "web1,web2"))
     load = lab.stop_load()
 
     assert run.rc == 0, run
-    assert lab.versions() == dict.fromkeys(ALL, "v2")
+    assert lab.versions() == {"web1": "v2", "web2": "v2", "web3": "v1", "web4": "v1"}
     assert load["failed"] > 0, load["line"]
