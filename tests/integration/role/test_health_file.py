@@ -12,8 +12,8 @@ from conftest import admin_states, assert_no_failures, playbook
 
 @pytest.mark.parametrize("view", ["info", "timer"])
 def test_health_file_rollout_fails_no_request(make_lab, view):
-    # Four instances with HAProxy's view (the capacity floor reads it), two with the timer.
-    lab = make_lab(instances=4 if view == "info" else 2, binding="health_file")
+    # Three instances with HAProxy's view (the capacity floor reads it), two with the timer.
+    lab = make_lab(instances=3 if view == "info" else 2, binding="health_file")
     names = [n.name for n in lab.nodes]
     extra = {}
     if view == "timer":
