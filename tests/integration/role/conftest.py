@@ -77,10 +77,10 @@ class Run(object):
         return "Run(rc=%s)\n%s" % (self.rc, self.output[-6000:])
 
 
-def playbook(lab, path=PLAYBOOK, extra_vars=None, timeout=300, args=()):
+def playbook(lab, path=PLAYBOOK, extra_vars=None, timeout=300, args=(), env=None):
     """Run a playbook against the lab's inventory."""
     proc = run_playbook(path, extra_vars=extra_vars, inventory=lab.inventory, timeout=timeout,
-                        env={"ANSIBLE_SHOW_CUSTOM_STATS": "1"}, args=args)
+                        env=dict(env or {}, ANSIBLE_SHOW_CUSTOM_STATS="1"), args=args)
     return Run(proc)
 
 
