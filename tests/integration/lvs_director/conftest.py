@@ -1,0 +1,150 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gentle.lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Boot the user-mode Linux guests of the keepalived tests early.
+
+Each part of guest.py ("checks", "rolling") runs in its own guest, and both
+guests are started as soon as collection shows that a test needs them, so
+they boot and run while the host-side tests (test_lvs_director_render.py)
+run; the `guests` fixture then waits for them.  Their results (results.json
+plus the ansible-playbook logs) are kept in a temporary directory that is
+removed when every test passed (unless GENTLE_LB_KEEP is set) and named in
+the report otherwise.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+RUN = os.path.join(REPO, "lab", "uml", "run")
+PYTHON = os.path.join(REPO, ".venv", "bin", "python")
+UML_TESTS = "test_lvs_director_uml.py"
+GUEST_TIMEOUT = 600
+PARTS = ("checks", "rolling")
+
+
+def missing():
+    """Why the guests cannot run here, or None."""
+    sbin = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    if shutil.which("linux.uml") is None and not os.access("/usr/bin/linux.uml", os.X_OK):
+        return "linux.uml not installed (Debian package user-mode-linux): no IPVS kernel to test in"
+    for tool, package in (("keepalived", "keepalived"), ("ipvsadm", "ipvsadm"), ("openssl", "openssl")):
+        if shutil.which(tool, path=sbin) is None:
+            return "%s not installed (Debian package %s)" % (tool, package)
+    if not os.access(PYTHON, os.X_OK):
+        return "%s missing (make setup)" % PYTHON
+    if not os.path.exists(os.path.join(REPO, "plugins", "modules", "ipvs_member_info.py")):
+        return "gentle.lb.ipvs_member_info is not in the collection yet (the drain/restore and verify tasks use it)"
+    return None
+
+
+class Guests(object):
+    """The two guests: started once, waited for once."""
+
+    def __init__(self):
+        self.workdir = tempfile.mkdtemp(prefix="lvs-director-uml-")
+        self.procs = {}
+        self.started = None
+        self.finished = {}
+        self.keep = True
+
+    def start(self):
+        cert, key = os.path.join(self.workdir, "cert.pem"), os.path.join(self.workdir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=www.example.test", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        env = dict(os.environ, LAB_PORTS="7")
+        self.started = time.monotonic()
+        for part in PARTS:
+            out = os.path.join(self.workdir, part)
+            os.mkdir(out)
+            argv = [RUN, "--netns-lab", "--timeout", str(GUEST_TIMEOUT), "--",
+                    PYTHON, os.path.join(HERE, "guest.py"), part, "--out", out, "--cert", cert, "--key", key]
+            with open(os.path.join(out, "uml.log"), "w") as log:
+                self.procs[part] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                    stdin=subprocess.DEVNULL, cwd=REPO, env=env)
+
+    def wait(self):
+        for part, proc in self.procs.items():
+            if part not in self.finished:
+                proc.wait(timeout=GUEST_TIMEOUT + 60)
+                self.finished[part] = round(time.monotonic() - self.started, 1)
+        return self
+
+    def stop(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()  # lab/uml/run kills its guest on SIGTERM
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+GUESTS = {}
+
+
+def pytest_collection_finish(session):
+    if missing() is None and any(item.path.name == UML_TESTS for item in session.items):
+        GUESTS["guests"] = Guests()
+        GUESTS["guests"].start()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line of measured numbers (docs/lvs_director.md quotes them)."""
+    guests = GUESTS.get("guests")
+    if guests is None or not guests.finished:
+        return
+    data = {}
+    for part in PARTS:
+        try:
+            with open(os.path.join(guests.workdir, part, "results.json")) as handle:
+                data[part] = json.load(handle)
+        except (OSError, ValueError):
+            return
+    checks, rolling = data["checks"], data["rolling"]
+    loads = rolling.get("load", {})
+    terminalreporter.write_line(
+        "lvs_director measured: hung page out %s s, back %s s; sorry server in %s s, out %s s; "
+        "maintenance file out %s s, back %s s; drain with requests in flight %s s; "
+        "rolling deploy %s failed of %s requests; guests %s s" % (
+            "/".join(str(v) for v in sorted(checks.get("hang_out_seconds", {}).values())),
+            checks.get("recover_seconds"), checks.get("sorry_in_seconds"), checks.get("sorry_out_seconds"),
+            checks.get("maint_file_out_seconds"), checks.get("maint_file_back_seconds"),
+            (checks.get("run2", {}).get("results") or [{}])[0].get("waited"),
+            sum(v.get("failed", 0) for v in loads.values()), sum(v.get("sent", 0) for v in loads.values()),
+            "/".join("%s %s" % (p, guests.finished.get(p)) for p in PARTS)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    guests = GUESTS.get("guests")
+    if guests is not None:
+        guests.stop()
+        guests.keep = exitstatus != 0 or bool(os.environ.get("GENTLE_LB_KEEP"))
+
+
+def pytest_unconfigure(config):
+    """After the terminal summary (which reads the results): clean up."""
+    guests = GUESTS.pop("guests", None)
+    if guests is None:
+        return
+    if guests.keep:
+        print("lvs_director: guest results and logs kept in %s" % guests.workdir)
+    else:
+        shutil.rmtree(guests.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def guests():
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    return GUESTS["guests"].wait()

@@ -1,0 +1,606 @@
+"""The in-guest half of the gentle.lb.lvs_director integration tests.
+
+Runs inside the user-mode Linux guest (lab/uml/run --netns-lab), against the
+real IPVS and Debian's keepalived, and writes what it observed to
+OUT/results.json (after every step, so a failure still leaves the story);
+the host-side tests (test_*.py beside this file) assert on it.
+
+    LAB_PORTS=7 lab/uml/run --netns-lab -- .venv/bin/python guest.py checks --out DIR --cert C --key K
+    LAB_PORTS=7 lab/uml/run --netns-lab -- .venv/bin/python guest.py rolling --out DIR
+
+Lab (from lab/uml/netns-lab.sh, LAB_PORTS=7 so ports 80/443 are free):
+client 192.168.1.2 -> director (VIPs 10.0.0.100 and 10.0.0.101 on dummy0,
+two "carriers") -> rs1 172.16.1.2 and rs2 172.16.2.2 (NAT).  keepalived runs
+in the foreground with its pid files on the guest's tmpfs /run, everything
+of the role goes under /run/lvsd (root-owned, as keepalived's script
+security wants), and Ansible's temporary files too: nothing is written to the
+host except OUT.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+COLLECTIONS = os.path.join(REPO, ".cache", "collections")
+CHECKAPP = os.path.join(HERE, "checkapp.py")
+PLAYBOOKS = os.path.join(HERE, "playbooks")
+GUEST_PY = "/usr/bin/python3"
+
+RUN = "/run/lvsd"
+STATE = RUN + "/state"
+MAINT = RUN + "/maint"
+BIN = RUN + "/bin"
+CONF = RUN + "/etc/keepalived.conf"
+PIDFILE = RUN + "/ka.pid"
+KA_LOG = RUN + "/keepalived.log"
+NOTIFY_LOG = RUN + "/notify.log"
+HOOK_LOG = RUN + "/hook.log"
+
+VIPS = ["10.0.0.100", "10.0.0.101"]
+RS = {"rs1": "172.16.1.2", "rs2": "172.16.2.2"}
+SORRY_IP = "10.0.0.254"
+SORRY = SORRY_IP + ":8099"
+# www's check: a hung page is out within delay_loop + connect_timeout (retry 0).
+WWW_DELAY_LOOP = 2
+WWW_CONNECT_TIMEOUT = 1
+HOST_HEADER = "www.example.test"
+
+
+class Lab(object):
+    def __init__(self, out):
+        self.out = out
+        self.results = {"steps": []}
+        self.procs = []
+        self.t_start = time.monotonic()
+
+    # -- bookkeeping --
+
+    def record(self, key, value):
+        self.results[key] = value
+        self.save()
+
+    def step(self, text):
+        self.results["steps"].append("%7.2f %s" % (time.monotonic() - self.t_start, text))
+        self.save()
+
+    def save(self):
+        tmp = os.path.join(self.out, "results.json.tmp")
+        with open(tmp, "w") as handle:
+            json.dump(self.results, handle, indent=1, sort_keys=True)
+        os.rename(tmp, os.path.join(self.out, "results.json"))
+
+    # -- processes --
+
+    def sh(self, *argv, check=True, timeout=120, **kw):
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False, **kw)
+        if check and proc.returncode != 0:
+            raise RuntimeError("%s failed (rc %d): %s%s" % (" ".join(argv), proc.returncode,
+                                                            proc.stdout, proc.stderr))
+        return proc
+
+    def spawn(self, argv, log):
+        with open(log, "w") as handle:
+            proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self):
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    # -- IPVS --
+
+    def table(self, column=3):
+        """{"tcp:10.0.0.100:80": {"172.16.1.2:80": weight}, "fwmark:1": {...}} from
+        /proc/net/ip_vs (column 4: ActiveConn).  The test reads the kernel's
+        file, not ipvsadm: a fork costs a lot under UML and the pollers here
+        must not load the guest they measure.  IPv4 only, as the lab."""
+        table, current = {}, None
+        with open("/proc/net/ip_vs") as handle:
+            for line in handle:
+                fields = line.split()
+                if fields and fields[0] in ("TCP", "UDP", "SCTP"):
+                    current = table.setdefault("%s:%s" % (fields[0].lower(), hexaddr(fields[1])), {})
+                elif fields and fields[0] == "FWM":
+                    current = table.setdefault("fwmark:%d" % int(fields[1], 16), {})
+                elif fields[:1] == ["->"] and current is not None and fields[1] != "RemoteAddress:Port":
+                    current[hexaddr(fields[1])] = int(fields[column])
+        return table
+
+    def wait(self, predicate, timeout, interval=0.1):
+        """Seconds until predicate(table) held, or None after timeout."""
+        started = time.monotonic()
+        while True:
+            try:
+                if predicate(self.table()):
+                    return round(time.monotonic() - started, 2)
+            except (KeyError, TypeError):
+                pass
+            if time.monotonic() - started > timeout:
+                return None
+            time.sleep(interval)
+
+    # -- Ansible --
+
+    def playbook(self, playbook, extra_vars, inventory=None, label=None):
+        vars_file = os.path.join(RUN, "vars-%s.json" % (label or "run"))
+        with open(vars_file, "w") as handle:
+            json.dump(extra_vars, handle)
+        env = dict(os.environ)
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+            ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_FORCE_COLOR="0",
+            ANSIBLE_RETRY_FILES_ENABLED="false",
+            ANSIBLE_LOCAL_TEMP=RUN + "/ansible-local",
+            ANSIBLE_REMOTE_TEMP=RUN + "/ansible-remote",
+            ANSIBLE_HOME=RUN + "/ansible-home",
+            ANSIBLE_PYTHON_INTERPRETER=os.path.join(VENV_BIN, "python"),
+            ANSIBLE_HOST_KEY_CHECKING="false",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+            ANSIBLE_DEPRECATION_WARNINGS="false",
+            PATH=VENV_BIN + ":" + env.get("PATH", ""),
+        )
+        peers = os.path.join(REPO, ".venv-peers", "lib", "python3.13", "site-packages")
+        if os.environ.get("GENTLE_LB_PROFILE") and os.path.isdir(peers):
+            # Per-task times (ansible.posix.profile_tasks from the peers venv), for tuning only.
+            env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS + ":" + peers
+            env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
+        cmd = [os.path.join(VENV_BIN, "ansible-playbook"),
+               "-i", inventory or os.path.join(PLAYBOOKS, "inventory"),
+               os.path.join(PLAYBOOKS, playbook), "-e", "@" + vars_file]
+        started = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO, check=False)
+        elapsed = round(time.monotonic() - started, 2)
+        recap = {}
+        for line in proc.stdout.splitlines():
+            match = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
+            if match:
+                recap[match.group(1)] = {"ok": int(match.group(2)), "changed": int(match.group(3)),
+                                         "unreachable": int(match.group(4)), "failed": int(match.group(5))}
+        with open(os.path.join(self.out, "%s.log" % (label or "run")), "w") as handle:
+            handle.write(proc.stdout + "\n---- stderr ----\n" + proc.stderr)
+        return {"rc": proc.returncode, "elapsed": elapsed, "recap": recap,
+                "changed": sum(h["changed"] for h in recap.values()),
+                "tail": (proc.stdout + proc.stderr)[-3000:]}
+
+    # -- keepalived --
+
+    def ka_log(self):
+        with open(KA_LOG) as handle:
+            return handle.read()
+
+
+def hexaddr(text):
+    """ "0A000064:0050" -> "10.0.0.100:80" (IPv4, as /proc/net/ip_vs writes it)."""
+    addr, port = text.split(":")
+    return "%s:%d" % (".".join(str(int(addr[i:i + 2], 16)) for i in range(0, 8, 2)), int(port, 16))
+
+
+def read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def touch(path):
+    with open(path, "w") as handle:
+        handle.write("x\n")
+
+
+def rm(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def write_script(path, text):
+    with open(path, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o755)
+
+
+def wait_files(paths, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not all(os.path.exists(p) for p in paths):
+        if time.monotonic() > deadline:
+            raise RuntimeError("not ready: %s" % [p for p in paths if not os.path.exists(p)])
+        time.sleep(0.05)
+
+
+def prepare(lab):
+    """Directories of the role under /run (root-owned), the second VIP, an empty table."""
+    for d in (RUN, STATE, BIN, RUN + "/ansible-local", RUN + "/ansible-remote"):
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o755)
+    lab.sh("ipvsadm", "-C")  # the netns lab's own service: keepalived owns the table here
+    lab.sh("ip", "addr", "add", VIPS[1] + "/32", "dev", "dummy0")
+    write_script(BIN + "/hook", "#!/bin/sh\necho \"$*\" >>%s\n" % HOOK_LOG)
+
+
+def client_get(lab, url, count=1, insecure=False):
+    """GETs from the lab's client namespace, through the director."""
+    argv = ["ip", "netns", "exec", "client", GUEST_PY, CHECKAPP, "get", url, "--count", str(count)]
+    if insecure:
+        argv.append("--insecure")
+    return json.loads(lab.sh(*argv).stdout)
+
+
+# --------------------------------------------------------------------------
+# Two parts, one guest each (the host test boots both at once):
+#
+# "checks": render + validate + start; client traffic over two carriers x
+# HTTP/HTTPS; a hung health page; the sorry server; MISC_CHECK misc_dynamic;
+# a drain through the maintenance file that waits for in-flight requests and
+# survives a reload (a weight change); the restore.
+#
+# "rolling": render + start; a rolling deploy of the app (v1 -> v2) with
+# gentle.lb.rolling_deploy and its health_file binding, under load from the
+# client namespace on both carriers.
+# --------------------------------------------------------------------------
+
+WWW = ["tcp:%s:80" % v for v in VIPS]
+TLS = ["tcp:%s:443" % v for v in VIPS]
+APP = ["tcp:%s:8080" % v for v in VIPS]
+ECHO = "tcp:%s:7" % VIPS[0]
+APPS = RUN + "/apps"
+
+
+def rs(name, port):
+    return "%s:%d" % (RS[name], port)
+
+
+def lab_vars(part):
+    real = [{"name": "web1", "ip": RS["rs1"], "weight": 2},
+            {"name": "web2", "ip": RS["rs2"], "weight": 1}]
+    checks = [
+        {"name": "www", "vips": VIPS, "port": 80, "scheduler": "wrr", "delay_loop": WWW_DELAY_LOOP,
+         "sorry_server": {"ip": SORRY_IP, "port": 8099},
+         "check": {"type": "HTTP_GET", "path": "/health", "virtualhost": HOST_HEADER,
+                   "connect_timeout": WWW_CONNECT_TIMEOUT, "retry": 0}},
+        {"name": "www-tls", "vips": VIPS, "port": 443, "delay_loop": 5, "maintenance_check": False,
+         "check": {"type": "SSL_GET", "path": "/health", "virtualhost": HOST_HEADER,
+                   "digest": hashlib.md5(b"OK\n").hexdigest(),  # nosec - keepalived's digest is MD5
+                   "connect_timeout": 1, "retry": 1, "delay_before_retry": 1}},
+        {"name": "echo", "vip": VIPS[0], "port": 7, "scheduler": "rr", "delay_loop": 5,
+         "maintenance_check": False, "check": {"type": "TCP_CHECK", "connect_timeout": 1}},
+        {"name": "dyn", "fwmark": 1, "real_port": 80, "delay_loop": 5, "maintenance_check": False,
+         "check": {"type": "MISC_CHECK", "misc_path": BIN + "/dynweight", "misc_dynamic": True,
+                   "misc_timeout": 2}},
+    ]
+    rolling = [
+        {"name": "app", "vips": VIPS, "port": 8080, "scheduler": "wrr", "delay_loop": 2,
+         "check": {"type": "HTTP_GET", "path": "/health", "connect_timeout": 1, "retry": 0}},
+    ]
+    return {
+        "lab_real_servers": real,
+        "lab_real_servers_reweighted": [dict(r, weight=3) if r["name"] == "web2" else r for r in real],
+        "lab_virtual_servers": checks if part == "checks" else rolling,
+        "lab_reload_method": "command",
+        "lab_repo": REPO,
+        "lab_apps": APPS,
+        "lab_playbooks": PLAYBOOKS,
+        "lab_drain_timeout": 5,
+        "lvs_director_install": False,
+        "lvs_director_config_path": CONF,
+        "lvs_director_notify_script": BIN + "/keepalived-lvs-notify",
+        "lvs_director_maintenance_dir": MAINT,
+        "lvs_director_notify_log": NOTIFY_LOG,
+        "lvs_director_notify_hook": BIN + "/hook",
+        "lvs_director_notify_syslog": False,
+        "lvs_director_reload_command": [BIN + "/ka-reload"],
+        "lvs_director_pidfile": PIDFILE,
+        "lvs_director_maintenance_delay_loop": 2,
+        "lvs_director_router_id": "uml-lab",
+        "lvs_director_poll_interval": 1,
+    }
+
+
+def start_checkapps(lab, args):
+    ready = []
+    for name, ip in sorted(RS.items()):
+        ready.append("%s/%s.ready" % (STATE, name))
+        lab.spawn(["ip", "netns", "exec", name, GUEST_PY, CHECKAPP, "serve", "--name", name,
+                   "--bind", ip, "--http", "80", "--https", "443", "--cert", args.cert,
+                   "--key", args.key, "--host", HOST_HEADER, "--state-dir", STATE,
+                   "--ready", ready[-1]], "%s/%s.log" % (STATE, name))
+    ready.append(STATE + "/sorry.ready")
+    lab.spawn([GUEST_PY, CHECKAPP, "serve", "--name", "sorry", "--bind", SORRY_IP,
+               "--http", "8099", "--state-dir", STATE, "--ready", ready[-1]], STATE + "/sorry.log")
+    wait_files(ready)
+
+
+def start_apps(lab):
+    """The app of the rolling deploy, v1, through lab/app/ctl.py (as the deploy does)."""
+    os.makedirs(APPS, exist_ok=True)
+    for index, (name, ip) in enumerate(sorted(RS.items()), 1):
+        web = "web%d" % index
+        touch("%s/%s.healthy" % (APPS, web))
+        lab.sh("ip", "netns", "exec", name, GUEST_PY, os.path.join(REPO, "lab", "app", "ctl.py"),
+               "start", "--port", "8080", "--bind", ip, "--version", "v1", "--name", web,
+               "--pidfile", "%s/%s.pid" % (APPS, web), "--health-file", "%s/%s.healthy" % (APPS, web))
+
+
+def sessions(lab):
+    """{"tcp:VIP:PORT": {"RS:PORT": ActiveConn}}"""
+    return lab.table(column=4)
+
+
+def play_sections(stdout):
+    """{play name: number of "changed:" task results in it} of an ansible-playbook run."""
+    sections, name = {}, None
+    for line in stdout.splitlines():
+        match = re.match(r"^PLAY \[(.*)\] \*+", line)
+        if match:
+            name = match.group(1)
+            sections[name] = 0
+        elif name and line.startswith("changed:"):
+            sections[name] += 1
+    return sections
+
+
+def debug_vars(stdout, var):
+    """Every `debug: var=VAR` printed by a run, decoded."""
+    found = []
+    for match in re.finditer(r'ok: \[[^\]]+\] => (\{\n    "%s": .*?\n\})' % re.escape(var), stdout, re.S):
+        found.append(json.loads(match.group(1))[var])
+    return found
+
+
+def start_director(lab, part, expected):
+    """Role run 1: render, validate, install; its reload command starts keepalived."""
+    write_script(BIN + "/ka-reload", """#!/bin/sh
+# lvs_director_reload_command of the lab: SIGHUP keepalived, or start it (in
+# the foreground, detached, logging to a file) when it is not running.
+pid=$(cat %(pid)s 2>/dev/null)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    exec kill -HUP "$pid"
+fi
+setsid keepalived -f %(conf)s -n -l -D -p %(pid)s -r %(run)s/vrrp.pid -c %(run)s/check.pid \\
+    </dev/null >>%(log)s 2>&1 &
+""" % {"pid": PIDFILE, "conf": CONF, "run": RUN, "log": KA_LOG})
+    os.makedirs(os.path.dirname(CONF), exist_ok=True)
+    extra = lab_vars(part)
+    lab.record("run1", lab.playbook("director.yml", extra, label="run1"))
+    lab.record("config", read(CONF))
+    lab.record("table_ready_seconds", lab.wait(lambda t: all(t[s] == w for s, w in expected.items()), 30))
+    lab.record("table_after_start", lab.table())
+    if lab.results["table_ready_seconds"] is None:
+        raise RuntimeError("the IPVS table never matched the configuration after role run 1")
+    lab.step("role run 1: keepalived up")
+    return extra
+
+
+def part_checks(lab, args):
+    write_script(BIN + "/dynweight", "#!/bin/sh\nexit 7\n")  # misc_dynamic: weight 7 - 2 = 5
+    start_checkapps(lab, args)
+    lab.step("servers up")
+    expected = {s: {rs("rs1", 80): 2, rs("rs2", 80): 1} for s in WWW}
+    expected.update({s: {rs("rs1", 443): 2, rs("rs2", 443): 1} for s in TLS})
+    expected[ECHO] = {rs("rs1", 7): 2, rs("rs2", 7): 1}
+    expected["fwmark:1"] = {rs("rs1", 80): 5, rs("rs2", 80): 5}
+    extra = start_director(lab, "checks", expected)
+
+    # Traffic from the client namespace through both carriers, HTTP and HTTPS.
+    lab.record("client_www", {v: client_get(lab, "http://%s/" % v, 3) for v in VIPS})
+    lab.record("client_tls", {v: client_get(lab, "https://%s/" % v, 2, insecure=True) for v in VIPS})
+    lab.step("client traffic")
+
+    # web1's health page hangs on port 80; the port stays open.
+    hang = "%s/rs1.80.hang" % STATE
+    touch(hang)
+    per_service = {}
+    started = time.monotonic()
+    while len(per_service) < len(WWW) and time.monotonic() - started < 15:
+        table = lab.table()
+        for svc in WWW:
+            if svc not in per_service and table.get(svc, {}).get(rs("rs1", 80)) == 0:
+                per_service[svc] = round(time.monotonic() - started, 2)
+        time.sleep(0.05)
+    lab.record("hang_out_seconds", per_service)
+    with socket.create_connection((RS["rs1"], 80), timeout=2):
+        lab.record("hang_port_open", True)
+    lab.record("hang_table", lab.table())
+    lab.record("hang_client", client_get(lab, "http://%s/" % VIPS[0], 3))
+    rm(hang)
+    lab.record("recover_seconds", lab.wait(lambda t: all(t[s][rs("rs1", 80)] == 2 for s in WWW), 15))
+    lab.step("hung page out and back")
+
+    # A maintenance file by hand (address:port: this port only), as an operator
+    # would: keepalived quiesces web2 in www within maintenance delay_loop + 1 s.
+    os.makedirs(MAINT, exist_ok=True)
+    touch(MAINT + "/" + rs("rs2", 80))
+    lab.record("maint_file_out_seconds", lab.wait(lambda t: all(t[s][rs("rs2", 80)] == 0 for s in WWW), 15))
+    lab.record("maint_file_table", lab.table())
+    rm(MAINT + "/" + rs("rs2", 80))
+    lab.record("maint_file_back_seconds", lab.wait(lambda t: all(t[s][rs("rs2", 80)] == 1 for s in WWW), 15))
+    lab.step("maintenance file by hand")
+
+    # Every real server of www down: the sorry server takes over.
+    for name in RS:
+        touch("%s/%s.80.down" % (STATE, name))
+    lab.record("sorry_in_seconds", lab.wait(lambda t: all(SORRY in t[s] for s in WWW), 15))
+    lab.record("sorry_table", lab.table())
+    lab.record("sorry_client", client_get(lab, "http://%s/" % VIPS[1], 2))
+    for name in RS:
+        rm("%s/%s.80.down" % (STATE, name))
+    lab.record("sorry_out_seconds", lab.wait(
+        lambda t: all(SORRY not in t[s] and t[s][rs("rs1", 80)] == 2 for s in WWW), 15))
+    lab.step("sorry server in and out")
+
+    # One playbook: a drain of web1 through the maintenance file while requests
+    # are in flight on it, a weight change for web2 (validate + SIGHUP) while
+    # web1 is drained, the restore.
+    held_ready = STATE + "/held.ready"
+    holder = subprocess.Popen(
+        ["ip", "netns", "exec", "client", GUEST_PY, CHECKAPP, "hold", "http://%s/hold" % VIPS[0],
+         "--count", "6", "--ready", held_ready], stdout=subprocess.PIPE, text=True)
+    wait_files([held_ready])
+    time.sleep(0.3)
+    lab.record("held_before", sessions(lab).get(WWW[0], {}))
+    echo = socket.create_connection((VIPS[0], 7), timeout=3)
+    echo.sendall(b"before\n")
+    echo_before = echo.recv(64).decode().strip()
+
+    samples, stop = [], threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            samples.append((round(time.monotonic() - lab.t_start, 2), lab.table()))
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    run2 = {}
+    runner = threading.Thread(target=lambda: run2.update(
+        lab.playbook("drain_reload_restore.yml", extra, label="run2")), daemon=True)
+    t_run2 = time.monotonic()
+    runner.start()
+    lab.record("maint_quiesce_after_seconds", lab.wait(
+        lambda t: all(t[s][rs("rs1", 80)] == 0 for s in WWW) or not runner.is_alive(), 180))
+    time.sleep(3)  # the requests in flight keep the drain waiting
+    touch(STATE + "/release")
+    lab.record("released_after_seconds", round(time.monotonic() - t_run2, 2))
+    runner.join()
+    stop.set()
+    thread.join()
+    lab.record("held_answers", json.loads(holder.communicate(timeout=30)[0]))
+    echo.sendall(b"after\n")
+    lab.record("held_echo", [echo_before, echo.recv(64).decode().strip()])
+    echo.close()
+    log = read(os.path.join(lab.out, "run2.log"))
+    run2["plays"] = play_sections(log)
+    run2["results"] = debug_vars(log, "lvs_director_result")
+    lab.record("run2", run2)
+    # From the quiesce to the restore web1 never had weight in www, not even
+    # during the reload; no service ever disappeared.
+    drained = [i for i, (unused, t) in enumerate(samples) if all(t[s][rs("rs1", 80)] == 0 for s in WWW)]
+    window = samples[drained[0]:drained[-1] + 1] if drained else []
+    lab.record("drain_window", {
+        "samples": len(window),
+        "seconds": round(window[-1][0] - window[0][0], 2) if window else 0,
+        "rs1_weights_seen": sorted({t[s][rs("rs1", 80)] for unused, t in window for s in WWW}),
+        "web2_weights_seen": sorted({t[s][rs("rs2", 80)] for unused, t in window for s in WWW}),
+        "services_missing": sorted({s for unused, t in samples for s in expected if s not in t}),
+    })
+    lab.record("table_after_run2", lab.table())
+    text = lab.ka_log()
+    lab.record("reload_log", {"reloading": text.count("Reloading ..."),
+                              "starting": text.count("Starting Keepalived"),
+                              "stopping": text.count("Stopping")})
+    lab.step("drain, reload, restore")
+    time.sleep(1.5)  # the last notify scripts may still be starting (forks are slow here)
+    lab.record("notify_log", read(NOTIFY_LOG).splitlines())
+    lab.record("hook_log", read(HOOK_LOG).splitlines())
+
+
+def part_rolling(lab, args):
+    start_apps(lab)
+    lab.step("apps up")
+    expected = {s: {rs("rs1", 8080): 2, rs("rs2", 8080): 1} for s in APP}
+    extra = start_director(lab, "rolling", expected)
+
+    until = STATE + "/load.stop"
+    loads = {}
+    for vip in VIPS:
+        loads[vip] = lab.spawn(
+            ["ip", "netns", "exec", "client", GUEST_PY, os.path.join(REPO, "lab", "loadgen.py"),
+             "--url", "http://%s:8080/" % vip, "--until-file", until, "--duration", "400",
+             "--concurrency", "2", "--rate", "5", "--keepalive-share", "0.3", "--slow-share", "0.1",
+             "--slow-ms", "300", "--json-out", "%s/load-%s.json" % (STATE, vip), "--quiet"],
+            "%s/load-%s.log" % (STATE, vip))
+    samples, stop = [], threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            samples.append((round(time.monotonic() - lab.t_start, 2), lab.table()))
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    time.sleep(2)
+    thread.start()
+    lab.record("run3", lab.playbook(os.path.join(REPO, "playbooks", "rolling_deploy.yml"),
+                                    dict(extra, rolling_deploy_hosts="web"), label="run3"))
+    time.sleep(2)
+    stop.set()
+    thread.join()
+    touch(until)
+    for proc in loads.values():
+        proc.wait(timeout=60)
+    lab.record("load", {vip: json.loads(read("%s/load-%s.json" % (STATE, vip)) or "{}") for vip in VIPS})
+    lab.record("app_after", {vip: client_get(lab, "http://%s:8080/version" % vip, 2) for vip in VIPS})
+    lab.record("table_after_run3", lab.table())
+    # Each node in turn at weight 0 in both app services, never both at once.
+    # [web1 .100, web2 .100, web1 .101, web2 .101] weights, each change once.
+    changes = []
+    for unused, t in samples:
+        row = [t.get(s, {}).get(r) for s in APP for r in (rs("rs1", 8080), rs("rs2", 8080))]
+        if not changes or changes[-1] != row:
+            changes.append(row)
+    lab.record("rolling_weights", changes)
+    log = read(os.path.join(lab.out, "run3.log"))
+    lab.record("run3_hooks", debug_vars(log, "lvs_director_result"))
+    lab.step("rolling deploy")
+    time.sleep(1.5)
+    lab.record("notify_log", read(NOTIFY_LOG).splitlines())
+
+
+PARTS = {"checks": part_checks, "rolling": part_rolling}
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=sorted(PARTS))
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    args = parser.parse_args(argv)
+    if not os.path.exists("/run/netns/client"):
+        print("guest.py: run me with lab/uml/run --netns-lab (LAB_PORTS=7)", file=sys.stderr)
+        return 2
+    lab = Lab(args.out)
+    rc = 0
+    try:
+        prepare(lab)
+        PARTS[args.part](lab, args)
+        lab.record("completed", True)
+    except Exception:  # noqa: BLE001 - reported to the host in results.json
+        lab.record("error", traceback.format_exc())
+        rc = 1
+    finally:
+        lab.record("keepalived_log", lab.ka_log().splitlines()[-300:] if os.path.exists(KA_LOG) else [])
+        pid = read(PIDFILE).strip()
+        if pid.isdigit():
+            try:
+                os.kill(int(pid), 15)
+            except OSError:
+                pass
+        lab.stop_all()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,199 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gentle.lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""gentle.lb.lvs_director against the real IPVS and Debian's keepalived 2.2.7.
+
+guest.py runs in two user-mode Linux guests (started by conftest.py) and
+records what it saw; these tests read that record.  The lab: a client
+namespace -> the director (VIPs 10.0.0.100 and 10.0.0.101, two carriers) ->
+real servers web1 = 172.16.1.2 (weight 2) and web2 = 172.16.2.2 (weight 1), NAT.
+"""
+
+import json
+import os
+import re
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import guest  # noqa: E402
+
+VIPS = guest.VIPS
+WWW = guest.WWW
+TLS = guest.TLS
+APP = guest.APP
+WEB1_80, WEB2_80 = "172.16.1.2:80", "172.16.2.2:80"
+SORRY = guest.SORRY
+# A hung page is out within delay_loop + connect_timeout; the slack covers
+# the user-mode kernel's slow forks and the 0.05 s polling of the table.
+HANG_BOUND = guest.WWW_DELAY_LOOP + guest.WWW_CONNECT_TIMEOUT + 1.0
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
+
+
+def results(guests, part):
+    path = os.path.join(guests.workdir, part, "results.json")
+    if not os.path.exists(path):
+        log = os.path.join(guests.workdir, part, "uml.log")
+        pytest.fail("guest %s wrote no results; its log:\n%s" % (part, open(log).read()[-4000:]))
+    with open(path) as handle:
+        data = json.load(handle)
+    assert data.get("completed"), "guest %s failed:\n%s\nsteps: %s" % (part, data.get("error"), data.get("steps"))
+    return data
+
+
+@pytest.fixture(scope="module")
+def checks(guests):
+    return results(guests, "checks")
+
+
+@pytest.fixture(scope="module")
+def rolling(guests):
+    return results(guests, "rolling")
+
+
+# ---------------------------------------------------------------- checks
+
+
+def test_role_renders_validates_and_starts_keepalived(checks):
+    run1 = checks["run1"]
+    assert run1["rc"] == 0, run1["tail"]
+    assert run1["changed"] >= 4  # notify script, maintenance dir, config, reload (starts keepalived)
+    table = checks["table_after_start"]
+    for svc in WWW:
+        assert table[svc] == {WEB1_80: 2, WEB2_80: 1}
+    for svc in TLS:
+        assert table[svc] == {"172.16.1.2:443": 2, "172.16.2.2:443": 1}  # SSL_GET with a digest passes
+    assert table[guest.ECHO] == {"172.16.1.2:7": 2, "172.16.2.2:7": 1}  # TCP_CHECK
+    assert checks["table_ready_seconds"] is not None
+
+
+def test_misc_dynamic_sets_the_weight_from_the_exit_status(checks):
+    assert checks["table_after_start"]["fwmark:1"] == {WEB1_80: 5, WEB2_80: 5}  # exit 7 -> weight 5
+
+
+def test_clients_reach_both_servers_through_both_carriers_on_http_and_https(checks):
+    for vip in VIPS:
+        assert set(checks["client_www"][vip]) == {"rs1", "rs2"}
+        assert set(checks["client_tls"][vip]) == {"rs1", "rs2"}
+
+
+def test_a_hung_health_page_is_taken_out_within_delay_loop_plus_timeout(checks):
+    assert checks["hang_port_open"] is True  # layer 4 would still say "up"
+    out = checks["hang_out_seconds"]
+    assert set(out) == set(WWW)
+    for svc, seconds in out.items():
+        assert seconds <= HANG_BOUND, "%s: %s s" % (svc, seconds)
+    table = checks["hang_table"]
+    for svc in WWW:
+        assert table[svc] == {WEB1_80: 0, WEB2_80: 1}  # inhibit_on_failure: weight 0, not deleted
+    for svc in TLS:
+        assert table[svc]["172.16.1.2:443"] == 2  # only port 80's page hangs
+    assert checks["hang_client"] == ["rs2"] * 3
+    assert checks["recover_seconds"] is not None and checks["recover_seconds"] <= HANG_BOUND
+
+
+def test_a_maintenance_file_drains_one_port_and_its_removal_restores_it(checks):
+    bound = 2 + 1 + 1.0  # lvs_director_maintenance_delay_loop + the retry's 1 s + slack
+    assert checks["maint_file_out_seconds"] is not None and checks["maint_file_out_seconds"] <= bound
+    for svc in WWW:
+        assert checks["maint_file_table"][svc] == {WEB1_80: 2, WEB2_80: 0}
+    for svc in TLS:
+        assert checks["maint_file_table"][svc]["172.16.2.2:443"] == 1  # another port: untouched
+    assert checks["maint_file_back_seconds"] is not None and checks["maint_file_back_seconds"] <= bound
+
+
+def test_with_every_real_server_down_the_sorry_server_answers(checks):
+    assert checks["sorry_in_seconds"] is not None
+    for svc in WWW:
+        assert checks["sorry_table"][svc] == {WEB1_80: 0, WEB2_80: 0, SORRY: 1}
+    assert checks["sorry_client"] == ["sorry", "sorry"]
+    assert checks["sorry_out_seconds"] is not None  # and back out once a real server recovers
+
+
+def test_a_drain_waits_for_the_requests_in_flight(checks):
+    run2 = checks["run2"]
+    assert run2["rc"] == 0, run2["tail"]
+    drain, restore = run2["results"]
+    assert drain["state"] == "drained" and drain["sessions"] == 0
+    assert drain["maintenance_file"] == "/run/lvsd/maint/web1"
+    # Requests held open on web1 kept the drain waiting until they ended, 3 s
+    # after keepalived had quiesced it; every one of them was answered.
+    assert checks["held_before"][WEB1_80] > 0
+    assert drain["waited"] >= 3
+    assert "ERR" not in " ".join(checks["held_answers"])
+    assert checks["held_answers"].count("rs1") == checks["held_before"][WEB1_80]
+    assert restore["state"] == "present"
+
+
+def test_a_reload_does_not_undo_the_drain_and_cuts_no_connection(checks):
+    window = checks["drain_window"]
+    assert window["samples"] > 10
+    assert window["rs1_weights_seen"] == [0]  # not even for an instant during the reload
+    assert 3 in window["web2_weights_seen"]  # the reload happened inside the window
+    assert window["services_missing"] == []
+    assert checks["reload_log"] == {"reloading": 1, "starting": 1, "stopping": 0}  # SIGHUP, no restart
+    assert checks["held_echo"][0] == checks["held_echo"][1] != ""  # an established connection went on
+    plays = checks["run2"]["plays"]
+    assert plays["Change web2's weight in the inventory (validate, SIGHUP; web1 stays drained)"] >= 2
+
+
+def test_the_restore_puts_the_real_server_back(checks):
+    for svc in WWW:
+        assert checks["table_after_run2"][svc] == {WEB1_80: 2, WEB2_80: 3}
+
+
+def test_every_transition_is_logged_with_a_timestamp_and_hooked(checks):
+    lines = checks["notify_log"]
+    assert lines and all(re.match(STAMP + r" (UP|DOWN|QUORUM_UP|QUORUM_DOWN) ", line) for line in lines), lines
+    events = [line.split(" ", 1)[1] for line in lines]
+    for vip in VIPS:
+        assert "DOWN www tcp:%s:80 %s web1" % (vip, WEB1_80) in events  # the hung page, the drain
+        assert "UP www tcp:%s:80 %s web1" % (vip, WEB1_80) in events
+        assert "QUORUM_DOWN www tcp:%s:80 - -" % vip in events  # every real server down: sorry server
+        assert "QUORUM_UP www tcp:%s:80 - -" % vip in events
+    assert sorted(checks["hook_log"]) == sorted(events)  # the user hook saw every transition
+
+
+# ---------------------------------------------------------------- rolling
+
+
+def test_a_rolling_deploy_through_keepalived_fails_no_request(rolling):
+    run3 = rolling["run3"]
+    assert run3["rc"] == 0, run3["tail"]
+    for vip in VIPS:
+        load = rolling["load"][vip]
+        assert load["failed"] == 0, load["failure_samples"]
+        assert load["sent"] > 100
+        assert set(load["versions"]) == {"v1", "v2"}
+        assert rolling["app_after"][vip] == ["v2", "v2"]
+
+
+def test_the_rolling_deploy_takes_one_node_out_at_a_time(rolling):
+    rows = rolling["rolling_weights"]  # [web1 .100, web2 .100, web1 .101, web2 .101]
+    assert rows[0] == [2, 1, 2, 1] and rows[-1] == [2, 1, 2, 1]
+    assert [0, 1, 0, 1] in rows and [2, 0, 2, 0] in rows
+    for row in rows:
+        assert not (row[0] == 0 and row[1] == 0) and not (row[2] == 0 and row[3] == 0), rows
+
+
+def test_the_after_drain_hook_waited_on_the_directors_table(rolling):
+    drains = [h for h in rolling["run3_hooks"] if h["state"] == "drained"]
+    assert [h["member"] for h in drains] == ["172.16.1.2:8080", "172.16.2.2:8080"]
+    for hook in drains:
+        # Quiesced by keepalived in both carriers' services; the keep-alive
+        # connections of the load generator were still open when the short
+        # drain timeout ended (lvs_director_drain_on_timeout: continue).
+        assert hook["services"] == APP and hook["maintenance_file"] is None
+
+
+@pytest.mark.xfail(reason="gentle.lb.rolling_deploy skips its after_restore hook: in roles/rolling_deploy/"
+                          "tasks/node.yml the 'Node | roll' block's condition (_rolling_deploy_result == "
+                          "'pending') turns false once restore_node.yml sets the result to done", strict=False)
+def test_the_after_restore_hook_waited_on_the_directors_table(rolling):
+    restores = [h for h in rolling["run3_hooks"] if h["state"] == "present"]
+    assert [h["member"] for h in restores] == ["172.16.1.2:8080", "172.16.2.2:8080"]
+    for hook in restores:
+        assert hook["services"] == APP and hook["maintenance_file"] is None
