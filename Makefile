@@ -20,7 +20,8 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 
 .PHONY: help setup demo test sanity lint units integration integration-haproxy integration-ipvs \
-        integration-f5 integration-role integration-awx integration-packaging changelog-lint docs-lint bench clean
+        integration-f5 integration-role integration-awx integration-packaging integration-lvs-director \
+        changelog-lint docs-lint bench clean
 
 help:
 	@echo "make demo   - start the local lab and roll every app instance from v1 to v2 under load"
@@ -75,8 +76,20 @@ demo: setup
 	$(BIN)/python lab/demo.py
 
 # ---------------------------------------------------------------- tests
-test: setup sanity lint changelog-lint docs-lint units integration
-	@echo "make test: all suites passed"
+# The suites wait on real processes far more than they compute, so `make test`
+# runs them side by side (TEST_JOBS at once, output kept per suite), then prints
+# one total from their JUnit reports.
+CHECKS    := sanity lint changelog-lint docs-lint
+SUITES    := units integration-haproxy integration-f5 integration-ipvs integration-role \
+             integration-awx integration-packaging integration-lvs-director
+TEST_JOBS ?= 4
+REPORTS   := $(REPO)/tests/output/junit
+RUN_PYTEST = cd $(COLLECTION) && $(PYTEST) -q -p no:cacheprovider --junitxml=$(REPORTS)/$@.xml
+
+test: setup
+	@rm -rf $(REPORTS); mkdir -p $(REPORTS)
+	@status=0; $(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target $(CHECKS) $(SUITES) || status=$$?; \
+	$(BIN)/python tests/summary.py $(REPORTS) $(SUITES); exit $$status
 
 sanity: setup
 	tests/sanity/run.sh
@@ -91,27 +104,30 @@ docs-lint: setup
 	cd $(COLLECTION) && PATH=$(BIN):$$PATH $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
 units: setup
-	cd $(COLLECTION) && $(PYTEST) -q tests/unit
+	$(RUN_PYTEST) tests/unit
 
-integration: integration-haproxy integration-f5 integration-ipvs integration-role integration-awx integration-packaging
+integration: $(filter integration-%,$(SUITES))
 
 integration-haproxy: setup
-	cd $(COLLECTION) && $(PYTEST) -q tests/integration/haproxy
+	$(RUN_PYTEST) tests/integration/haproxy
 
 integration-f5: setup
-	cd $(COLLECTION) && $(PYTEST) -q tests/integration/f5 tests/integration/test_f5_emulator_compat.py
+	$(RUN_PYTEST) tests/integration/f5 tests/integration/test_f5_emulator_compat.py
 
 integration-ipvs: setup
-	cd $(COLLECTION) && $(PYTEST) -q tests/lab tests/integration/ipvs
+	$(RUN_PYTEST) tests/lab tests/integration/ipvs
 
 integration-role: setup
-	cd $(COLLECTION) && $(PYTEST) -q tests/integration/role
+	$(RUN_PYTEST) tests/integration/role
 
 integration-awx: setup
-	cd $(COLLECTION) && $(PYTEST) -q tests/integration/awx
+	$(RUN_PYTEST) tests/integration/awx
 
 integration-packaging: setup
-	cd $(COLLECTION) && $(PYTEST) -q tests/integration/packaging
+	$(RUN_PYTEST) tests/integration/packaging
+
+integration-lvs-director: setup
+	$(RUN_PYTEST) tests/integration/lvs_director
 
 bench: setup
 	$(BIN)/python bench/haproxy_drain.py
