@@ -6,7 +6,7 @@ resumes where the rollout stopped."""
 
 import os
 
-from conftest import ROLLBACK_TASKS, admin_states, assert_no_failures, playbook
+from conftest import FILES, ROLLBACK_TASKS, admin_states, assert_no_failures, playbook
 
 BROKEN = {"lab_versions": {"web2": "v2-broken"}, "lab_start_timeout": 2}
 
@@ -82,3 +82,20 @@ def test_deploy_fails_restore_puts_it_back(lab):
     assert admin_states(lab) == dict.fromkeys(["web1", "web2", "web3", "web4"], "READY")
     assert lab.states()["web2"] == "DOWN"
     assert lab.versions() == {"web1": "v2", "web2": "v2-broken", "web3": "v1", "web4": "v1"}
+
+
+def test_role_stops_by_itself_without_max_fail_percentage(lab):
+    """A play without max_fail_percentage goes on to the next batch after a
+    failure (serial 2: the batch did not fail entirely); the role refuses to
+    touch the hosts of the next batch."""
+    run = playbook(lab, os.path.join(FILES, "no_max_fail.yml"), extra_vars=dict(BROKEN, lab_versions={"web1": "v2-broken"}))
+
+    assert run.rc != 0, run
+    assert "rolling_deploy: web1 failed at step deploy" in run.output, run
+    for host in ("web3", "web4"):
+        assert ("rolling_deploy: %s failed at step stopped (see the failed host's own message): "
+                "rolling_deploy: not touching %s: the rollout stopped because web1 failed earlier in this run"
+                % (host, host)) in run.output, run
+    # web2 was in web1's batch: it finished its own node.
+    assert admin_states(lab) == {"web1": "DRAIN", "web2": "READY", "web3": "READY", "web4": "READY"}
+    assert lab.versions() == {"web1": "v2-broken", "web2": "v2", "web3": "v1", "web4": "v1"}
