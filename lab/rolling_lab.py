@@ -180,7 +180,12 @@ class RollingLab:
         self.haproxy = HAProxyLab(
             version=self.haproxy_version, workdir=self.workdir / "haproxy",
             backends={BACKEND: {"balance": "roundrobin", "httpchk": "GET /health",
-                                "default_server": CHECKS, "servers": servers}})
+                                "default_server": CHECKS, "servers": servers}},
+            # Checks every 200 ms, but a check may take up to 2 s: on a busy
+            # machine (the test suites run side by side) a slow answer must
+            # not flap a server DOWN.  A stopped instance refuses the check's
+            # connection at once, so it is still marked DOWN within 0.4 s.
+            extra_defaults=["timeout check 2s"])
         # Servers with no in-process app point at "dead ports": give them the
         # ports of our app processes instead.
         for node in self.nodes:

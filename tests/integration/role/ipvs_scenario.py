@@ -156,7 +156,7 @@ def main(work):
         proc = subprocess.run([os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", inv,
                                os.path.join(REPO, "playbooks", "rolling_deploy.yml"),
                                "-e", json.dumps({"lab_install_seconds": 0})],
-                              stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=300,
+                              stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=800,
                               check=False)
     with open(playbook_log) as handle:
         output = handle.read()

@@ -28,10 +28,10 @@ def scenario():
     work = tempfile.mkdtemp(prefix="gentle-lb-role-ipvs-")
     os.chmod(work, 0o755)
     try:
-        proc = subprocess.run([sys.executable, RUN, "--netns-lab", "--timeout", "420",
+        proc = subprocess.run([sys.executable, RUN, "--netns-lab", "--timeout", "900",
                                "--env", "LAB_RS_COUNT=%d" % COUNT, "--",
                                VENV_PYTHON, os.path.join(HERE, "ipvs_scenario.py"), work],
-                              capture_output=True, text=True, cwd=REPO, timeout=480, check=False)
+                              capture_output=True, text=True, cwd=REPO, timeout=960, check=False)
         path = os.path.join(work, "result.json")
         assert proc.returncode == 0 and os.path.exists(path), (proc.returncode, proc.stdout[-3000:],
                                                                proc.stderr[-3000:])
