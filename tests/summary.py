@@ -4,7 +4,7 @@ run ends with a single line: '<N> passed, <N> failed, <N> skipped'."""
 
 import os
 import sys
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 
 def totals(path):

@@ -57,7 +57,9 @@ class Api:
 
     def call(self, method, path, **kw):
         kw.setdefault("verify", self.emu.ca_cert)
-        return self.session.request(method, self.emu.url + path, timeout=10, **kw)
+        # Generous: the suites run side by side on 2 cores, and a TLS handshake
+        # in a starved worker thread has taken seconds there.
+        return self.session.request(method, self.emu.url + path, timeout=30, **kw)
 
     def get(self, path, **kw):
         return self.call("GET", path, **kw)
