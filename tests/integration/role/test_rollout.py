@@ -53,3 +53,20 @@ def test_naive_restart_fails_requests(lab):
     assert run.rc == 0, run
     assert lab.versions() == {"web1": "v2", "web2": "v2", "web3": "v1", "web4": "v1"}
     assert load["failed"] > 0, load["line"]
+
+
+def test_check_mode_changes_nothing_and_reports_the_floor(make_lab):
+    """--check: every binding says what it would do (the health gate and the
+    waits are skipped), nothing changes; a capacity refusal shows up as it
+    would in the real run."""
+    lab = make_lab(instances=2)
+    run = playbook(lab, args=("--check", "--diff", "-v"))
+    assert run.rc == 0, run
+    assert admin_states(lab) == {"web1": "READY", "web2": "READY"}
+    assert lab.versions() == {"web1": "v1", "web2": "v1"}
+    assert "would be drained (check mode)" in run.output, run
+
+    run = playbook(lab, extra_vars={"rolling_deploy_min_active": 2}, args=("--check",))
+    assert run.rc != 0, run
+    assert "below min_active=2" in run.output, run
+    assert admin_states(lab) == {"web1": "READY", "web2": "READY"}
