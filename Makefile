@@ -135,6 +135,7 @@ bench: setup
 	$(BIN)/python bench/haproxy_drain.py
 	$(BIN)/python bench/f5_requests.py
 	$(BIN)/python bench/ipvs_scale.py
+	$(BIN)/python bench/rolling.py
 
 clean:
 	rm -rf $(REPO)/.cache $(REPO)/tests/output
