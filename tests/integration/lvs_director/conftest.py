@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -23,10 +24,15 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+import guest  # noqa: E402
+from helpers import run_playbook  # noqa: E402
 RUN = os.path.join(REPO, "lab", "uml", "run")
 PYTHON = os.path.join(REPO, ".venv", "bin", "python")
 UML_TESTS = "test_lvs_director_uml.py"
-GUEST_TIMEOUT = 600
+GUEST_TIMEOUT = 900  # a guest needs 2-5 minutes; more on a host busy with other guests
 PARTS = ("checks", "rolling")
 
 
@@ -54,6 +60,7 @@ class Guests(object):
         self.started = None
         self.finished = {}
         self.keep = True
+        self.error = None
 
     def start(self):
         cert, key = os.path.join(self.workdir, "cert.pem"), os.path.join(self.workdir, "key.pem")
@@ -67,9 +74,39 @@ class Guests(object):
             os.mkdir(out)
             argv = [RUN, "--netns-lab", "--timeout", str(GUEST_TIMEOUT), "--",
                     PYTHON, os.path.join(HERE, "guest.py"), part, "--out", out, "--cert", cert, "--key", key]
+            if part == "rolling":
+                argv += ["--config", self.render_rolling_config(out)]
             with open(os.path.join(out, "uml.log"), "w") as log:
                 self.procs[part] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                                     stdin=subprocess.DEVNULL, cwd=REPO, env=env)
+
+    def render_rolling_config(self, out):
+        """keepalived.conf of the rolling part, by the role on the host (a few
+        seconds here, a minute in the guest): no notify script (it would have
+        to live in a root-only directory of the guest), nothing reloaded."""
+        data = guest.lab_vars("rolling")
+        playbook = os.path.join(out, "render.yml")
+        with open(playbook, "w") as handle:
+            handle.write("- name: Render\n  hosts: localhost\n  gather_facts: false\n"
+                         "  roles:\n    - role: gentle.lb.lvs_director\n")
+        config = os.path.join(out, "keepalived.conf")
+        proc = run_playbook(playbook, {
+            "lvs_director_real_servers": data["lab_real_servers"],
+            "lvs_director_virtual_servers": data["lab_virtual_servers"],
+            "lvs_director_install": False,
+            "lvs_director_verify": False,
+            "lvs_director_notify": False,
+            "lvs_director_reload_method": "none",
+            "lvs_director_config_path": config,
+            "lvs_director_maintenance_dir": os.path.join(out, "maint"),
+            "lvs_director_maintenance_delay_loop": data["lvs_director_maintenance_delay_loop"],
+            "lvs_director_router_id": "uml-lab",
+        }, args=("-c", "local"))
+        with open(os.path.join(out, "render.log"), "w") as handle:
+            handle.write(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise RuntimeError("the role could not render the rolling part's keepalived.conf:\n" + proc.stdout)
+        return config
 
     def wait(self):
         for part, proc in self.procs.items():
@@ -95,7 +132,10 @@ GUESTS = {}
 def pytest_collection_finish(session):
     if missing() is None and any(item.path.name == UML_TESTS for item in session.items):
         GUESTS["guests"] = Guests()
-        GUESTS["guests"].start()
+        try:
+            GUESTS["guests"].start()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            GUESTS["guests"].error = str(exc)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -147,4 +187,6 @@ def guests():
     reason = missing()
     if reason:
         pytest.skip(reason)
+    if GUESTS["guests"].error:
+        pytest.fail(GUESTS["guests"].error)
     return GUESTS["guests"].wait()

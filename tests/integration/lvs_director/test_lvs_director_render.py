@@ -137,6 +137,19 @@ def test_second_run_changes_nothing_and_reloads_nothing(rendered):
     assert rendered["reloaded"] == [True, False]
 
 
+def test_check_mode_shows_the_change_and_writes_nothing(workdir, rendered):
+    live = workdir / "keepalived.conf"
+    before = live.read_bytes()
+    (workdir / "reloaded").unlink(missing_ok=True)
+    servers = [dict(REAL_SERVERS[0], weight=7)] + REAL_SERVERS[1:]
+    proc = run_playbook(director_playbook(workdir), base_vars(workdir, lvs_director_real_servers=servers),
+                        args=("-c", "local", "--check", "--diff"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^-\s+weight 3$", proc.stdout, re.M) and re.search(r"^\+\s+weight 7$", proc.stdout, re.M)
+    assert live.read_bytes() == before
+    assert not (workdir / "reloaded").exists()
+
+
 def test_rendered_config_passes_keepalived_t(workdir, rendered):
     proc = subprocess.run([KEEPALIVED, "-t", "-f", str(workdir / "keepalived.conf")],
                           capture_output=True, text=True, check=False)

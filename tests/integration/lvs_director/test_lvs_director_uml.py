@@ -189,9 +189,6 @@ def test_the_after_drain_hook_waited_on_the_directors_table(rolling):
         assert hook["services"] == APP and hook["maintenance_file"] is None
 
 
-@pytest.mark.xfail(reason="gentle.lb.rolling_deploy skips its after_restore hook: in roles/rolling_deploy/"
-                          "tasks/node.yml the 'Node | roll' block's condition (_rolling_deploy_result == "
-                          "'pending') turns false once restore_node.yml sets the result to done", strict=False)
 def test_the_after_restore_hook_waited_on_the_directors_table(rolling):
     restores = [h for h in rolling["run3_hooks"] if h["state"] == "present"]
     assert [h["member"] for h in restores] == ["172.16.1.2:8080", "172.16.2.2:8080"]
