@@ -52,6 +52,7 @@ __metaclass__ = type
 
 import math
 import time
+from copy import copy as shallow_copy
 
 
 STATES = ("present", "drained", "absent")
@@ -453,8 +454,7 @@ def run(backend, request, check_mode=False, clock=time.monotonic, sleep=time.sle
     _apply(backend, the_plan.changes, request, the_plan, before)
     latest, waited, pending = _settle(backend, scope, the_plan.targets, request, clock, sleep)
     result = _result(backend, request, the_plan, before, latest, waited, pending)
-    return _finish_wait(backend, request, result, latest, pending, scope, the_plan, before, waited,
-                        clock, sleep)
+    return _finish_wait(backend, request, result, latest, pending, scope, the_plan, before, waited)
 
 
 def _run_remove(backend, request, the_plan, before, scope, clock, sleep):
@@ -504,12 +504,12 @@ def _settle(backend, scope, targets, request, clock, sleep, state=None):
 
 
 def _with_state(request, state):
+    """The same request with another goal (absent waits as drained first)."""
     if state is None or state == request.state:
         return request
-    copy = Request.__new__(Request)
-    copy.__dict__.update(request.__dict__)
-    copy.state = state
-    return copy
+    goal = shallow_copy(request)
+    goal.state = state
+    return goal
 
 
 def _reread(backend, scope, targets, gone_ok=False):
@@ -530,7 +530,7 @@ def _gone(member):
                   weight=None, sessions=0, health="unknown", backup=member.backup)
 
 
-def _finish_wait(backend, request, result, latest, pending, scope, the_plan, before, waited, clock, sleep):
+def _finish_wait(backend, request, result, latest, pending, scope, the_plan, before, waited):
     if not pending:
         return result
     if request.on_timeout == "continue":
