@@ -20,6 +20,14 @@ options:
       - An integer, or a percentage of the container's members such as V(50%), rounded up.
       - Containers in which the member is already out of rotation are not checked, so rerunning a
         drain never fails on capacity that was already gone.
+      - All the members named in one call are counted together, so draining a batch in one call
+        never takes out more than the floor allows.
+      - "The guard holds under concurrency: runs on the same host take turns through a lock file
+        (in E(GENTLE_LB_LOCK_DIR), else the temporary directory), and every run re-reads the container
+        after writing; if runs elsewhere (other controllers, other AWX jobs) crossed the floor at the same
+        moment, it undoes its own change and tries again after a random pause, so the floor is crossed only
+        for the few milliseconds that repair takes and at least one of the runs succeeds. A refusal fails with
+        C(error_type=GuardRefusedError) and RV(guard) says how many members could leave now."
       - V(0) turns the guard off.
     type: raw
     default: 1

@@ -13,12 +13,16 @@ class ModuleDocFragment(object):
 options:
   wait:
     description:
-      - Block until the goal of O(state) is reached.
-      - For V(drained) and V(absent), until the current sessions of every member in scope are at
-        or below O(drain_threshold). For V(present), until the load balancer reports every member
-        in scope usable (health check passing, or no health check configured).
+      - Block until the goal of O(state) is reached. The goal is a state, not a count.
+      - For V(drained) and V(absent), until every member in scope is still in the requested
+        administrative state (and weight) and its current sessions are at or below O(drain_threshold).
+        For V(present), until every member in scope is in rotation and the load balancer reports it
+        usable (health check passing, or no health check configured).
       - Every member in scope is waited on, whether this call changed it or not, and all together,
-        so a member in four containers waits as long as the slowest container, not the sum.
+        so a member in four containers (or four members of one batch) waits as long as the slowest,
+        not the sum.
+      - If somebody else moves a member out of the requested state during the wait (a reload that
+        drops runtime state, an operator, an agent check), see O(reassert).
     type: bool
     default: true
   wait_timeout:
@@ -36,8 +40,21 @@ options:
     description:
       - The longest pause between two polls, in seconds. Polling starts at 0.05 s and backs off to
         this cap, so a reached goal is noticed within a fraction of a second even after a long wait.
+      - Not set, the load balancer's own default is used - V(0.2) for HAProxy and IPVS (a local socket
+        or a local command), V(0.5) for F5 (its management API).
     type: float
-    default: 0.5
+  reassert:
+    description:
+      - What to do when a member leaves the requested state during the wait because somebody else
+        changed it.
+      - V(true) puts it back (once each time it is seen changed, through the same capacity guard as the
+        first write), warns in one line naming what was seen (for HAProxy, whether the process was
+        reloaded), counts it in RV(reasserted), and keeps waiting within the same O(wait_timeout).
+      - V(false) fails the task at once (C(error_type=StateLostError)) and leaves the member as the
+        other party left it.
+      - Either way the result never reports the goal reached for a member that is not in the goal state.
+    type: bool
+    default: true
   on_timeout:
     description:
       - What to do when O(wait_timeout) passes before the goal is reached.

@@ -35,8 +35,8 @@ import time
 import traceback
 
 from ansible_collections.gentle.lb.plugins.module_utils.member import (
-    AuthRefusedError, CommandError, InvalidInputError, LBError, Member, NotFoundError,
-    PermissionDeniedError, Selector, UnreachableError)
+    AuthRefusedError, Backend, CommandError, InvalidInputError, LBError, Member, MissingLibraryError,
+    NotFoundError, PermissionDeniedError, Selector, UnreachableError)
 
 try:
     from urllib.parse import quote, unquote, urlsplit
@@ -87,20 +87,20 @@ PER_MEMBER_POLL = 2
 # --------------------------------------------------------------------------
 
 # BIG-IP object names: letters, digits and . _ - plus : (IPv6) and % (route domain).
-_NAME = re.compile(r"^[A-Za-z0-9_.:%-]+$")
-_PARTITION = re.compile(r"^[A-Za-z0-9_.-]+$")
-_FOLDER = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_.:%-]+")
+_PARTITION = re.compile(r"[A-Za-z0-9_.-]+")
+_FOLDER = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def check_partition(partition):
-    if not partition or not _PARTITION.match(partition):
+    if not partition or not _PARTITION.fullmatch(partition):
         raise InvalidInputError("partition %r: not a valid BIG-IP partition name (letters, digits, . _ -); "
                                 "check partition" % (partition,))
     return partition
 
 
 def check_name(what, name):
-    if not name or not _NAME.match(name) or name in (".", ".."):
+    if not name or not _NAME.fullmatch(name) or name in (".", ".."):
         raise InvalidInputError("%s %r: not a valid BIG-IP object name (letters, digits, . _ - : %%); "
                                 "check the spelling" % (what, name))
     return name
@@ -118,7 +118,7 @@ def pool_path(pool, partition="Common"):
         check_partition(partition)
         pool = "/%s/%s" % (partition, pool)
     parts = pool.split("/")[1:]
-    if len(parts) < 2 or not _PARTITION.match(parts[0]) or any(not _FOLDER.match(p) for p in parts[1:-1]):
+    if len(parts) < 2 or not _PARTITION.fullmatch(parts[0]) or any(not _FOLDER.fullmatch(p) for p in parts[1:-1]):
         raise InvalidInputError("pool %s: not a valid pool path (/Partition/[Folder/]name); check pool" % pool)
     check_name("pool", parts[-1])
     return pool
@@ -257,6 +257,21 @@ class MemberSelector(Selector):
     def from_params(cls, name=None, address=None, port=None):
         member_name, node, address, port = parse_member_spec(name, address, port)
         return cls(name=member_name, address=address, port=port, node=node)
+
+    @classmethod
+    def many(cls, names=None, addresses=None, port=None):
+        """One selector per member name / address (lists of the same length are paired)."""
+        names = names if isinstance(names, list) else ([names] if names is not None else [])
+        addresses = addresses if isinstance(addresses, list) else ([addresses] if addresses is not None else [])
+        if names and addresses and len(names) != len(addresses):
+            raise InvalidInputError("name and address: %d and %d values; give one of them, or both with the "
+                                    "same number of values (each pair names one member)"
+                                    % (len(names), len(addresses)))
+        if names and addresses:
+            pairs = list(zip(names, addresses))
+        else:
+            pairs = [(name, None) for name in names] + [(None, address) for address in addresses]
+        return [cls.from_params(name, address, port) for name, address in pairs]
 
     @classmethod
     def filter(cls, name=None, address=None, port=None):
@@ -445,6 +460,20 @@ def _device_message(resp):
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])
     return _one_line(resp.text or resp.reason or "no body")
+
+
+def check_library(transport):
+    """Raise MissingLibraryError when the transport's library cannot be imported here."""
+    missing = missing_library(transport)
+    if missing:
+        library, traceback, hint = missing
+        raise MissingLibraryError("library %s: not installed where this module runs (%s); %s"
+                                  % (library, _python_name(), hint), library, traceback)
+
+
+def _python_name():
+    import sys
+    return sys.executable or "python"
 
 
 def missing_library(transport):
@@ -716,7 +745,7 @@ def _connect_reason(exc):
 # The REST backend
 # --------------------------------------------------------------------------
 
-class F5Backend(object):
+class F5Backend(Backend):
     """The core's backend over iControl REST.
 
     Reads a pool with two requests whatever its size: the members collection
@@ -730,8 +759,11 @@ class F5Backend(object):
     container_label = "pool"
     member_label = "member"
     removes_member = True   # absent deletes the member: the core drains and waits first
+    can_force = True        # forced offline (open connections still finish: see force())
+    default_poll_interval = 0.5
 
     def __init__(self, client, partition="Common", drain_mode="disabled", selector=None):
+        super(F5Backend, self).__init__()
         self.client = client
         self.partition = check_partition(partition)
         if drain_mode not in DRAIN_MODES:
@@ -742,16 +774,11 @@ class F5Backend(object):
         self._watch = []        # pools polled while waiting
         self._nodes = None
 
-    # --- context ------------------------------------------------------------
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def close(self):
         self.client.close()
+
+    def lock_key(self):
+        return "f5 %s" % self.client.where
 
     # --- the core's interface -----------------------------------------------
 
@@ -759,7 +786,7 @@ class F5Backend(object):
         drain_mode = request.options.get("drain_mode", self.drain_mode) or "disabled"
         if drain_mode not in DRAIN_MODES:
             raise InvalidInputError("drain_mode %s: not one of %s" % (drain_mode, ", ".join(DRAIN_MODES)))
-        self.selector = request.selector
+        self.selector = request        # any of its selectors
         self.drain_mode = drain_mode
         for pool in request.containers or []:
             pool_path(pool, self.partition)
@@ -1310,8 +1337,9 @@ class F5SoapBackend(F5Backend):
 # --------------------------------------------------------------------------
 
 def connect(conn, partition="Common", drain_mode="disabled", selector=None, session=None, sleep=time.sleep):
-    """A backend for ``specs.f5_connection(params)``; use it as a context manager
-    so the token is deleted however the run ends."""
+    """A backend for ``specs.f5_connection(params)``; the core closes it (and so
+    deletes the token) however the run ends."""
+    check_library(conn.get("transport") or "rest")
     for key, env in (("server", "F5_SERVER"), ("user", "F5_USER"), ("password", "F5_PASSWORD")):
         if not conn.get(key):
             raise InvalidInputError("%s: not set; pass %s (or provider.%s), or set the environment variable %s"

@@ -30,18 +30,21 @@ __metaclass__ = type
 import base64
 import errno
 import ipaddress
+import os
 import re
 import socket as socketlib
 import ssl
 import time
 
 from http import client as httplib
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from ansible_collections.gentle.lb.plugins.module_utils.member import (
+    AuthRefusedError,
+    Backend,
     CommandError,
     InvalidInputError,
-    AuthRefusedError,
+    LBError,
     Member,
     NotFoundError,
     PermissionDeniedError,
@@ -53,9 +56,10 @@ from ansible_collections.gentle.lb.plugins.module_utils.member import (
 DEFAULT_SOCKET = "/run/haproxy/admin.sock"
 
 # HAProxy's proxy and server name alphabet (cfgparse: "character '%c' is not
-# permitted in ... name").
-NAME_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
-HOSTNAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+# permitted in ... name").  Always used with fullmatch: "$" would also match
+# before a final newline, and a newline separates commands on the runtime API.
+NAME_RE = re.compile(r"[A-Za-z0-9._:-]+")
+HOSTNAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 SEVERITY_PREFIX = "set severity-output number; "
 _SEVERITY_RE = re.compile(r"^\[(\d)\]: ?(.*)$")
 
@@ -101,7 +105,7 @@ STATS_CODES = {
 
 def validate_name(kind, value):
     """Refuse anything outside HAProxy's name alphabet, before any I/O."""
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise InvalidInputError(
             "%s %r: not a valid HAProxy name (only letters, digits and . _ : - are allowed); "
             "use the name exactly as in haproxy.cfg" % (kind, value))
@@ -121,7 +125,7 @@ def parse_weight(value):
         text = str(value)
     if text is not None:
         text = text.strip()
-        match = re.match(r"^(\d+)(%?)$", text)
+        match = re.fullmatch(r"(\d+)(%?)", text)
         if match:
             number = int(match.group(1))
             if match.group(2):
@@ -150,9 +154,9 @@ def parse_address(value):
     """``ip``, ``ip:port``, ``[ipv6]:port``, ``ipv6`` or ``host[:port]`` -> (address, port)."""
     if value is None:
         return None, None
-    text = str(value).strip()
+    text = str(value)
     host, port = text, None
-    match = re.match(r"^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$", text)
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", text)
     if match:
         host, port = match.group(1), match.group(2)
     elif text.count(":") == 1:
@@ -160,14 +164,14 @@ def parse_address(value):
     try:
         address = str(ipaddress.ip_address(host))
     except ValueError:
-        if not HOSTNAME_RE.match(host) or ":" in host:
+        if not HOSTNAME_RE.fullmatch(host) or ":" in host:
             raise InvalidInputError(
                 "address %r: not an IP address, IP:port or host name; write it as 192.0.2.10, "
                 "192.0.2.10:8080 or [2001:db8::1]:8080" % (value,))
         address = host
     if port is not None:
         if not port.isdigit() or not 0 < int(port) < 65536:
-            raise InvalidInputError("address %r: port %s is not between 1 and 65535" % (value, port))
+            raise InvalidInputError("address %r: port %r is not a number between 1 and 65535" % (value, port))
         port = int(port)
     return address, port
 
@@ -204,6 +208,24 @@ def selector_from(server=None, address=None):
         validate_name("server", server)
     host, port = parse_address(address)
     return ServerSelector(name=server, address=host, port=port)
+
+
+def selectors_from(servers=None, addresses=None):
+    """One selector per server name / address (lists of the same length are paired)."""
+    if servers is not None and not isinstance(servers, list):
+        servers = [servers]
+    if addresses is not None and not isinstance(addresses, list):
+        addresses = [addresses]
+    servers, addresses = servers or [], addresses or []
+    if servers and addresses and len(servers) != len(addresses):
+        raise InvalidInputError("server and address: %d and %d values; give one of them, or both with the "
+                                "same number of values (each pair names one server)"
+                                % (len(servers), len(addresses)))
+    if servers and addresses:
+        pairs = list(zip(servers, addresses))
+    else:
+        pairs = [(name, None) for name in servers] + [(None, address) for address in addresses]
+    return [selector_from(name, address) for name, address in pairs]
 
 
 # --------------------------------------------------------------------------
@@ -258,6 +280,16 @@ def parse_servers_state(text):
     if header is None:
         raise CommandError("show servers state: no header line in HAProxy's reply (%r)" % text[:80])
     return rows
+
+
+def parse_info(text):
+    """``show info`` ("Name: value" lines) -> dict."""
+    info = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            info[name.strip()] = value.strip()
+    return info
 
 
 def admin_flags(value):
@@ -441,6 +473,9 @@ class RuntimeAPI(object):
         return sock
 
     def _exchange(self, command):
+        """Send one command, read the whole reply.  ``timeout`` bounds the whole
+        exchange, not each recv: a peer that trickles bytes is still cut off."""
+        deadline = time.monotonic() + self.timeout
         try:
             sock = self._connect()
         except (OSError, socketlib.timeout) as error:
@@ -449,6 +484,10 @@ class RuntimeAPI(object):
             sock.sendall((SEVERITY_PREFIX + command + "\n").encode("utf-8"))
             chunks = []
             while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socketlib.timeout()
+                sock.settimeout(left)
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
@@ -566,6 +605,16 @@ class RuntimeAPI(object):
             records.extend(server_rows(parse_servers_state(state_text), parse_show_stat(stat_text)))
         return records
 
+    def info(self):
+        """``show info`` as a dict ("Pid", "Uptime_sec", "Version", ...)."""
+        return parse_info(self.execute("show info", retries=1))
+
+    def identity_key(self):
+        """This socket as a lock name: the same socket reached by two paths is one balancer."""
+        if self.tcp:
+            return "tcp://%s:%d" % self.tcp
+        return os.path.realpath(self.target)
+
     def backends(self):
         text = self.execute("show backend", retries=1)
         return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
@@ -607,14 +656,18 @@ class StatsPage(object):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInputError("stats_url %s: not an http:// or https:// URL; write it as "
-                                    "http://lb1:8404/stats" % url)
-        self.url = url
+                                    "http://lb1:8404/stats" % redact_url(url))
+        # Credentials written into the URL (http://admin:pw@lb1/stats) are used
+        # unless stats_user/stats_password are given, and never shown.
+        if user is None and parts.username is not None:
+            user, password = unquote(parts.username), unquote(parts.password or "")
+        self.url = redact_url(url)
         self.parts = parts
         self.user = user
         self.password = password
         self.validate_certs = validate_certs
         self.timeout = float(timeout)
-        self.label = "stats page %s" % url
+        self.label = "stats page %s" % self.url
         self.can_set_weight = False
         self.can_add = False
         self.shows_addresses = False
@@ -640,10 +693,22 @@ class StatsPage(object):
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
+            deadline = time.monotonic() + self.timeout
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
-            data = response.read()
-            return response.status, dict((k.lower(), v) for k, v in response.getheaders()), data
+            # timeout bounds the whole answer, not each recv (see RuntimeAPI._exchange)
+            chunks = []
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socketlib.timeout()
+                if conn.sock is not None:
+                    conn.sock.settimeout(left)
+                chunk = response.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return response.status, dict((k.lower(), v) for k, v in response.getheaders()), b"".join(chunks)
         except ssl.SSLError as error:
             raise UnreachableError("%s: TLS failed (%s); fix the certificate, or set "
                                    "validate_certs: false for a self-signed one" % (self.label, error))
@@ -727,6 +792,13 @@ class StatsPage(object):
     def level(self):
         return None
 
+    def info(self):
+        return {}     # the stats page shows no process id
+
+    def identity_key(self):
+        parts = self.parts
+        return "%s://%s:%s%s" % (parts.scheme, parts.hostname, parts.port or "", parts.path or "/")
+
     def set_state(self, backend, server, state):
         self.post(backend, server, STATE_COMMANDS[state])
 
@@ -742,6 +814,15 @@ class StatsPage(object):
         self.post(backend, server, "shutdown")
 
 
+def redact_url(url):
+    """The URL with any password replaced by ``***`` (for messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc="%s:***@%s" % (parts.username, netloc)).geturl()
+
+
 def transport_from(socket=None, stats_url=None, stats_user=None, stats_password=None,
                    validate_certs=True, timeout=5.0):
     """The client for the connection options (socket wins; stats_url; else
@@ -755,42 +836,51 @@ def transport_from(socket=None, stats_url=None, stats_user=None, stats_password=
 # The backend the core drives
 # --------------------------------------------------------------------------
 
-class HAProxyBackend(object):
-    """``member.py`` backend for HAProxy (see member.py for the interface)."""
+class HAProxyBackend(Backend):
+    """The core's backend for HAProxy (see ``member.Backend`` for the contract),
+    over the runtime API (``RuntimeAPI``) or the stats page (``StatsPage``)."""
 
-    kind = "haproxy"
+    kind = "HAProxy"
     container_label = "backend"
     member_label = "server"
+    can_force = True                  # shutdown sessions server
+    # A poll is two short commands on a local socket: cheap enough to look
+    # five times a second, so a drain is noticed ~0.1 s after its last session.
+    default_poll_interval = 0.2
 
     def __init__(self, transport):
+        super(HAProxyBackend, self).__init__()
         self.transport = transport
-        self.poll_scope = None
         self._members = []
 
     # --- before any I/O
 
     def validate(self, request):
-        selector = request.selector
-        if (request.state == "present" and selector.name is not None and selector.address is not None
-                and not self.transport.shows_addresses):
-            raise InvalidInputError("server %s: the stats page cannot add servers nor match addresses; "
-                                    "use socket (the runtime API) to add a dynamic server, or name an "
-                                    "existing server without address" % selector.name)
-        self.validate_scope(request.containers, request.selector)
+        for selector in request.selectors:
+            if (request.state == "present" and selector.name is not None and selector.address is not None
+                    and not self.transport.shows_addresses):
+                raise InvalidInputError("server %s: the stats page cannot add servers nor match addresses; "
+                                        "use socket (the runtime API) to add a dynamic server, or name an "
+                                        "existing server without address" % selector.name)
+        self.validate_scope(request.containers, request.selectors)
         weight = parse_weight(request.weight)
         if weight is not None and not self.transport.can_set_weight and request.state == "present":
             raise InvalidInputError("weight: the stats page cannot change weights; use socket (the "
                                     "runtime API) to set weight, or leave weight out")
 
-    def validate_scope(self, containers, selector):
-        """Names and selector, checked before any I/O."""
+    def validate_scope(self, containers, selectors):
+        """Names and selectors, checked before any I/O."""
         for backend in containers or []:
             validate_name("backend", backend)
-        if selector is not None and selector.name is not None:
-            validate_name("server", selector.name)
-        if selector is not None and selector.address is not None and not self.transport.shows_addresses:
-            raise InvalidInputError("address: the stats page does not show server addresses; select "
-                                    "the server by name (server=...), or use socket")
+        for selector in selectors or []:
+            if selector.name is not None:
+                validate_name("server", selector.name)
+            if selector.address is not None and not self.transport.shows_addresses:
+                raise InvalidInputError("address: the stats page does not show server addresses; select "
+                                        "the server by name (server=...), or use socket")
+
+    def lock_key(self):
+        return "haproxy %s" % self.transport.identity_key()
 
     # --- reads
 
@@ -800,14 +890,37 @@ class HAProxyBackend(object):
         return list(self._members)
 
     def poll(self, containers):
-        scope = self.poll_scope if containers is None and self.poll_scope else containers
         try:
-            return [self._member(r) for r in self.transport.servers(scope)]
+            return [self._member(r) for r in self.transport.servers(containers)]
         except UnreachableError as error:
             cause = error.msg.split(": ", 1)[-1].split(";", 1)[0]
             raise UnreachableError("%s: HAProxy stopped answering while waiting for the goal (%s); "
                                    "check that HAProxy is running, then rerun this task"
                                    % (self.transport.label, cause))
+
+    def identity(self):
+        """(pid, start time) of the process answering the socket: a reload or a
+        restart changes the pid (a master-worker reload starts a new worker)."""
+        try:
+            info = self.transport.info()
+        except LBError:
+            return None
+        if not info:
+            return None
+        uptime = _int(info.get("Uptime_sec"), None)
+        start = _int(info.get("Start_time_sec"), None)
+        if start is None and uptime is not None:
+            start = int(time.time()) - uptime
+        return dict(pid=info.get("Pid"), start=start, uptime=uptime)
+
+    def explain_drift(self, before, now):
+        if not before or not now:
+            return None
+        if before.get("pid") != now.get("pid"):
+            return "HAProxy was reloaded or restarted: pid %s -> %s, up %ss" % (
+                before.get("pid"), now.get("pid"), now.get("uptime"))
+        return ("HAProxy was not reloaded (pid %s, up %ss): another client changed it - the runtime API, the "
+                "stats page or an agent check" % (now.get("pid"), now.get("uptime")))
 
     @staticmethod
     def _member(record):
@@ -835,6 +948,17 @@ class HAProxyBackend(object):
 
     def target_weight(self, member, requested):
         weight = parse_weight(requested)
+        if weight is None:
+            if member.weight == 0:
+                # present means in rotation: a server left at weight 0 gets its
+                # configured weight back (there is nothing else to remember).
+                initial = member.details.get("initial_weight")
+                if not self.transport.can_set_weight:
+                    raise InvalidInputError(
+                        "server %s/%s: its weight is 0, so it would stay out of rotation, and the stats page "
+                        "cannot change weights; use socket (the runtime API)" % member.key)
+                return initial if initial else 1
+            return None
         return resolve_weight(weight, member.details.get("initial_weight"))
 
     def new_member(self, container, selector, request):
@@ -898,7 +1022,6 @@ class HAProxyBackend(object):
                     "%s: level %s, but changing servers needs level admin; add 'level admin' to its "
                     "'stats socket' line in haproxy.cfg, or use a socket that has it"
                     % (self.transport.label, level))
-        self.poll_scope = sorted(set(m.container for m in plan.targets)) or None
 
     # --- writes
 
@@ -923,3 +1046,4 @@ class HAProxyBackend(object):
     def force(self, members):
         for member in members:
             self.transport.shutdown_sessions(member.container, member.name)
+        return "'shutdown sessions server' sent for %s" % ", ".join("%s/%s" % m.key for m in members)

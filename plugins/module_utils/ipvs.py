@@ -39,8 +39,8 @@ except ImportError:  # pragma: no cover - not Linux: IPVS does not exist there e
 
 import ipaddress
 
-from ansible_collections.gentle.lb.plugins.module_utils import member as core
 from ansible_collections.gentle.lb.plugins.module_utils.member import (
+    Backend,
     CommandError,
     InvalidInputError,
     LBError,
@@ -278,6 +278,19 @@ def selector(address, port=None):
         return None if port is None else Selector(port=port)
     normalized, _family = normalize_address(address)
     return Selector(address=normalized, port=port)
+
+
+def selectors(addresses, port=None):
+    """One Selector per real server address (all on ``port`` if given); an
+    empty list selects every destination (on ``port``)."""
+    if addresses is None:
+        addresses = []
+    elif not isinstance(addresses, list):
+        addresses = [addresses]
+    if not addresses:
+        found = selector(None, port)
+        return [found] if found is not None else []
+    return [selector(address, port) for address in addresses]
 
 
 def member_key(container, name):
@@ -998,7 +1011,7 @@ DEST_OPTION_KEYS = ("forwarding", "upper_threshold", "lower_threshold", "tunnel_
                     "tunnel_port", "tunnel_checksum")
 
 
-class IPVSBackend(object):
+class IPVSBackend(Backend):
     """The core's view of an LVS director, through ipvsadm.
 
     present = weight > 0, drained = weight 0, absent = no destination.
@@ -1006,15 +1019,20 @@ class IPVSBackend(object):
     persistence templates, with count_persistent).  IPVS has no health view:
     every destination reports health "unknown" (usable)."""
 
-    kind = "ipvs"
+    kind = "IPVS"
     container_label = "virtual service"
     member_label = "real server"
     removes_member = True
     drained_weight = 0
+    # force deletes the destination (absent only; validate refuses it for drained)
+    can_force = True
+    # A poll is one or two ipvsadm runs: a few milliseconds on a director.
+    default_poll_interval = 0.2
 
     def __init__(self, ipvsadm, memory=None, count_inactive=False, count_persistent=False,
                  stats=False, rates=False, read_persistent=None, proc_root="/proc", configs=MANAGER_CONFIGS,
                  check_managers=True):
+        super(IPVSBackend, self).__init__()
         self.ipvsadm = ipvsadm
         self.memory = memory or WeightMemory()
         self.count_inactive = count_inactive
@@ -1028,9 +1046,7 @@ class IPVSBackend(object):
         self.configs = configs
         self.check_managers = check_managers
         self.services = {}
-        self.warnings = []
         self.forced = []
-        self._to_remember = None
 
     # ---- reading
 
@@ -1138,13 +1154,14 @@ class IPVSBackend(object):
         if member.state == "present":
             return None
         remembered = self.memory.get(member_key(member.container, member.name))
-        self._note(self.memory.warnings)
+        for warning in self.memory.warnings:
+            self.warn(warning)
         if remembered is not None:
             return remembered
         if member.state == "drained":
-            self._note(["real server %s in virtual service %s: no weight remembered from before the "
-                        "drain (state_file %s); restored with weight 1, set weight to choose"
-                        % (member.name, member.container, self.memory.path)])
+            self.warn("real server %s in virtual service %s: no weight remembered from before the "
+                      "drain (state_file %s); restored with weight 1, set weight to choose"
+                      % (member.name, member.container, self.memory.path))
         return 1
 
     def new_member(self, container, selector, request):
@@ -1183,18 +1200,32 @@ class IPVSBackend(object):
         return Member(container, endpoint(selector.address, port), selector.address, port,
                       state="absent", weight=None, sessions=0, health="unknown", details=details)
 
+    def lock_key(self):
+        """One IPVS table per network namespace."""
+        try:
+            namespace = os.stat("/proc/self/ns/net").st_ino
+        except OSError:
+            namespace = "?"
+        return "ipvs netns:%s" % namespace
+
     def check_plan(self, plan, members, request):
-        """Called by the core once the plan is made (check mode too): refuse
-        what could not be restated faithfully, before anything is written,
-        and note the weights to remember, written once before the first edit."""
-        self._to_remember = {}
+        """Refuse what could not be restated faithfully (``ipvsadm -e`` resets
+        every option it is not given), before anything is written."""
         for change in plan.changes:
             member = change.member
             if change.add or change.state == "absent" and member.state != "present":
                 continue
             self._current_options(member)
-            if change.state in ("drained", "absent") and member.weight:
-                self._to_remember[member_key(member.container, member.name)] = member.weight
+
+    def prepare(self, changes, request):
+        """Remember, in one write of the state file, the weights the drains are
+        about to set to 0; if the file cannot be written, nothing is changed."""
+        weights = {}
+        for change in changes:
+            if change.state in ("drained", "absent") and change.member.weight:
+                weights[member_key(change.member.container, change.member.name)] = change.member.weight
+        if weights:
+            self.memory.remember_many(weights)
 
     # ---- writing
 
@@ -1211,14 +1242,7 @@ class IPVSBackend(object):
             return
         options = self._current_options(member)
         if change.state == "drained":
-            # Remembered first: if the file cannot be written, nothing was changed.
-            pending = getattr(self, "_to_remember", None)
-            if pending:
-                self.memory.remember_many(pending)
-                self._to_remember = {}
-            elif pending is None and member.weight:  # a core without check_plan
-                self.memory.remember(key, member.weight)
-            self.ipvsadm.edit(service.key, member.name, options, 0)
+            self.ipvsadm.edit(service.key, member.name, options, 0)   # weight remembered by prepare()
             return
         self.ipvsadm.edit(service.key, member.name, options, change.weight)
         self.memory.forget(key)
@@ -1252,17 +1276,13 @@ class IPVSBackend(object):
 
     # ---- warnings
 
-    def _note(self, warnings):
-        for warning in warnings:
-            if warning not in self.warnings:
-                self.warnings.append(warning)
-
-    def warnings_for(self, result, request):
+    def result_warnings(self, result, request):
         """Warnings about the table as it is: managers, sh/mh without
         fallback, persistence that keeps clients on a drained server, and
         options of existing destinations that are kept."""
         if self.check_managers:
-            self._note(manager_warnings(self.proc_root, self.configs))
+            for warning in manager_warnings(self.proc_root, self.configs):
+                self.warn(warning)
         expire_templates = None
         for entry in result.get("members", []):
             service = self.services.get(entry.get("container"))
@@ -1276,15 +1296,15 @@ class IPVSBackend(object):
                         expire_templates = read_sysctl("net.ipv4.vs.expire_quiescent_template",
                                                        self.proc_root)
                     if expire_templates == 0:
-                        self._note([
+                        self.warn(
                             "virtual service %s is persistent (%d s) and net.ipv4.vs."
                             "expire_quiescent_template=0: clients with a persistence template keep "
                             "reaching %s while its weight is 0; set the sysctl to 1 to move them, or "
                             "count_persistent: true to wait until their templates expire"
-                            % (service.name, service.persistent, entry.get("name"))])
+                            % (service.name, service.persistent, entry.get("name")))
             if request is not None and request.state == "present" and entry.get("state_before") != "absent":
                 self._kept_option_warning(entry, request.options)
-        return list(self.warnings)
+        return []     # all of them went through warn()
 
     def _scheduler_warning(self, service, entry):
         if service.scheduler not in ("sh", "mh"):
@@ -1292,10 +1312,10 @@ class IPVSBackend(object):
         fallback = "%s-fallback" % service.scheduler
         if fallback in service.sched_flags:
             return
-        self._note(["virtual service %s uses the %s scheduler without %s: clients that hash to %s get "
-                    "no answer while its weight is 0; add the flag to the service (ipvsadm -E ... -b "
-                    "%s, restating all its other options)" % (service.name, service.scheduler, fallback,
-                                                              entry.get("name"), fallback)])
+        self.warn("virtual service %s uses the %s scheduler without %s: clients that hash to %s get "
+                  "no answer while its weight is 0; add the flag to the service (ipvsadm -E ... -b "
+                  "%s, restating all its other options)" % (service.name, service.scheduler, fallback,
+                                                            entry.get("name"), fallback))
 
     def _kept_option_warning(self, entry, options):
         differ = []
@@ -1311,13 +1331,15 @@ class IPVSBackend(object):
             if wanted != have:
                 differ.append("%s=%s (is %s)" % (option, wanted, have))
         if differ:
-            self._note(["real server %s in virtual service %s: %s ignored; options of an existing "
-                        "destination are kept as they are (remove it with state=absent and add it "
-                        "again to change them)" % (entry.get("name"), entry.get("container"),
-                                                   ", ".join(differ))])
+            self.warn("real server %s in virtual service %s: %s ignored; options of an existing "
+                      "destination are kept as they are (remove it with state=absent and add it "
+                      "again to change them)" % (entry.get("name"), entry.get("container"),
+                                                 ", ".join(differ)))
 
-    def describe_services(self, containers=None):
-        return [s.as_dict() for name, s in self.services.items() if not containers or name in containers]
+    def describe_extra(self, containers):
+        """The virtual services themselves, for ipvs_member_info."""
+        return dict(services=[s.as_dict() for name, s in self.services.items()
+                              if not containers or name in containers])
 
 
 def validate_dest_options(options):
@@ -1355,30 +1377,3 @@ def validate_dest_options(options):
         raise InvalidInputError("tunnel_checksum %s: only used with tunnel_type gue or gre" % checksum)
     if checksum == "remcsum" and tunnel_type != "gue":
         raise InvalidInputError("tunnel_checksum remcsum: only used with tunnel_type: gue")
-
-
-# --------------------------------------------------------------------------
-# Entry points for the modules
-# --------------------------------------------------------------------------
-
-def run(backend, request, check_mode=False, clock=time.monotonic, sleep=time.sleep):
-    """member.run plus this balancer's warnings (also on failure)."""
-    try:
-        result = core.run(backend, request, check_mode=check_mode, clock=clock, sleep=sleep)
-    except LBError as error:
-        result = error.result if error.result is not None else {}
-        result.setdefault("warnings", [])
-        result["warnings"].extend(w for w in backend.warnings_for(result, request)
-                                  if w not in result["warnings"])
-        error.result = result
-        raise
-    result["warnings"].extend(w for w in backend.warnings_for(result, request)
-                              if w not in result["warnings"])
-    return result
-
-
-def describe(backend, containers=None, member_selector=None):
-    """member.describe plus the virtual services themselves."""
-    result = core.describe(backend, containers, member_selector)
-    result["services"] = backend.describe_services(containers)
-    return result

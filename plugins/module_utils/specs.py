@@ -18,7 +18,7 @@ import os
 
 from ansible.module_utils.errors import AnsibleFallbackNotFound
 
-from ansible_collections.gentle.lb.plugins.module_utils.member import Request
+from ansible_collections.gentle.lb.plugins.module_utils.member import MissingLibraryError, Request
 
 
 def env_fallback(*names, **kwargs):
@@ -39,8 +39,9 @@ WAIT_ARGS = dict(
     wait=dict(type="bool", default=True),
     wait_timeout=dict(type="float", default=300.0),
     drain_threshold=dict(type="int", default=0),
-    poll_interval=dict(type="float", default=0.5),
+    poll_interval=dict(type="float"),
     on_timeout=dict(type="str", default="fail", choices=["fail", "continue", "force"]),
+    reassert=dict(type="bool", default=True),
 )
 
 # Mirrored by doc fragment gentle.lb.guard.
@@ -120,21 +121,22 @@ def f5_connection(params):
     return resolved
 
 
-def request_from_params(params, selector, containers, weight=None, options=None):
+def request_from_params(params, selectors, containers, weight=None, options=None):
     """Build the core's Request from the shared options."""
     if isinstance(containers, str):
         containers = [containers]
     return Request(
         state=params["state"],
-        selector=selector,
+        selectors=selectors,
         containers=containers,
         weight=weight,
         min_active=params.get("min_active", 1),
         wait=params.get("wait", True),
         wait_timeout=params.get("wait_timeout", 300.0),
         drain_threshold=params.get("drain_threshold", 0),
-        poll_interval=params.get("poll_interval", 0.5),
+        poll_interval=params.get("poll_interval"),
         on_timeout=params.get("on_timeout", "fail"),
+        reassert=params.get("reassert", True),
         options=options,
     )
 
@@ -148,9 +150,17 @@ def exit_with(module, result):
 
 
 def fail_with(module, error):
+    """One place turns the core's errors into fail_json: the one-line message,
+    ``error_type`` (the error class's name, which callers match on), and the
+    partial result the error carries."""
     result = dict(error.result or {})
     result.pop("msg", None)
     for warning in result.pop("warnings", []):
         module.warn(warning)
     result.setdefault("changed", False)
+    result["error_type"] = error.error_type
+    if isinstance(error, MissingLibraryError) and error.traceback:
+        result["exception"] = error.traceback
+    if not module._diff:
+        result.pop("diff", None)
     module.fail_json(msg=error.msg, **result)

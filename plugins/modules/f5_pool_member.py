@@ -49,15 +49,20 @@ options:
       - A node name without O(port) selects the node's members on every port.
       - For O(state=present) of a member that does not exist yet, the node name to use (an existing node
         of that name, or the name of the node to create with O(address)).
-      - At least one of O(name) and O(address) is required. When both are given, both must match.
-    type: str
+      - A list names several members. They are read once, planned together, checked by one capacity guard
+        that counts them all (O(min_active)), written, and waited on together.
+      - At least one of O(name) and O(address) is required. When both are given, both must match; as lists,
+        they must have the same length and are paired in order.
+    type: list
+    elements: str
   address:
     description:
-      - The member's IP address, with a route domain as V(10.0.0.3%2) if it has one. IPv6 addresses are
-        compared as addresses, so any spelling works.
+      - The member's IP address, with a route domain as V(10.0.0.3%2) if it has one, or a list of them. IPv6
+        addresses are compared as addresses, so any spelling works.
       - Without C(%N) it matches the address in any route domain (a partition's default route domain is
         read back as C(%N)); with C(%N) only that route domain.
-    type: str
+    type: list
+    elements: str
     aliases: [ip, host]
   port:
     description:
@@ -318,15 +323,15 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.gentle.lb.plugins.module_utils import f5, member, specs
 
 MEMBER_ARGS = dict(
     pool=dict(type="list", elements="str"),
     partition=dict(type="str", default="Common", fallback=(env_fallback, ["F5_PARTITION"])),
-    name=dict(type="str"),
-    address=dict(type="str", aliases=["ip", "host"]),
+    name=dict(type="list", elements="str"),
+    address=dict(type="list", elements="str", aliases=["ip", "host"]),
     port=dict(type="int"),
     state=dict(type="str", default="present", choices=list(member.STATES)),
     drain_mode=dict(type="str", default="disabled", choices=list(f5.DRAIN_MODES)),
@@ -339,17 +344,13 @@ def main():
         argument_spec=specs.argument_spec(MEMBER_ARGS, specs.F5_CONNECTION_ARGS, specs.WAIT_ARGS, specs.GUARD_ARGS),
         required_one_of=[["name", "address"]], supports_check_mode=True)
     params = module.params
-    conn = specs.f5_connection(params)
-    missing = f5.missing_library(conn["transport"])
-    if missing:
-        module.fail_json(msg="%s %s" % (missing_required_lib(missing[0]), missing[2]), exception=missing[1])
     try:
-        selector = f5.MemberSelector.from_params(params["name"], params["address"], params["port"])
+        selectors = f5.MemberSelector.many(params["name"], params["address"], params["port"])
         pools = [f5.pool_path(pool, params["partition"]) for pool in params["pool"] or []]
-        request = specs.request_from_params(params, selector, pools, weight=params["weight"],
+        request = specs.request_from_params(params, selectors, pools, weight=params["weight"],
                                             options=dict(drain_mode=params["drain_mode"]))
-        with f5.connect(conn, params["partition"], params["drain_mode"], selector) as backend:
-            result = member.run(backend, request, check_mode=module.check_mode)
+        backend = f5.connect(specs.f5_connection(params), params["partition"], params["drain_mode"])
+        result = member.run(backend, request, check_mode=module.check_mode)
     except member.LBError as error:
         specs.fail_with(module, error)
     specs.exit_with(module, result)

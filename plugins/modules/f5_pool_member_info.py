@@ -188,7 +188,7 @@ msg:
   sample: "12 member(s) in pool /Common/web"
 """
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.gentle.lb.plugins.module_utils import f5, member, specs
 
@@ -205,18 +205,14 @@ def main():
     module = AnsibleModule(argument_spec=specs.argument_spec(INFO_ARGS, specs.F5_CONNECTION_ARGS),
                            supports_check_mode=True)
     params = module.params
-    conn = specs.f5_connection(params)
-    missing = f5.missing_library(conn["transport"])
-    if missing:
-        module.fail_json(msg="%s %s" % (missing_required_lib(missing[0]), missing[2]), exception=missing[1])
     try:
         selector = f5.MemberSelector.filter(params["name"], params["address"], params["port"])
         pools = [f5.pool_path(pool, params["partition"]) for pool in params["pool"] or []] or None
-        with f5.connect(conn, params["partition"], selector=selector) as backend:
-            result = member.describe(backend, pools, selector)
+        backend = f5.connect(specs.f5_connection(params), params["partition"], selector=selector)
+        result = member.describe(backend, pools, selector)
     except member.LBError as error:
         specs.fail_with(module, error)
-    module.exit_json(**result)
+    specs.exit_with(module, result)
 
 
 if __name__ == "__main__":

@@ -33,16 +33,22 @@ options:
     elements: str
   server:
     description:
-      - The server name, as on its C(server) line.
-      - At least one of O(server) and O(address) is required. When both are given, both must match.
-    type: str
+      - The server name, as on its C(server) line, or a list of names.
+      - Several servers in one call are read once, planned together, checked by one capacity guard that
+        counts them all (O(min_active)), written, and waited on together - how a rolling deploy drains a
+        whole batch at once.
+      - At least one of O(server) and O(address) is required. When both are given, both must match; as
+        lists, they must have the same length and are paired in order.
+    type: list
+    elements: str
   address:
     description:
       - Select the server by its configured address instead of (or as well as) its name, as
-        V(192.0.2.10) or V(192.0.2.10:8080) (V([2001:db8::1]:8080) for IPv6). Compared with the address
-        HAProxy uses and with the FQDN written in C(haproxy.cfg).
+        V(192.0.2.10) or V(192.0.2.10:8080) (V([2001:db8::1]:8080) for IPv6), or a list of them. Compared
+        with the address HAProxy uses and with the FQDN written in C(haproxy.cfg).
       - Not available through O(stats_url), because the stats page does not show addresses.
-    type: str
+    type: list
+    elements: str
   state:
     description:
       - V(present) - in rotation. Admin state READY (C(set server B/S state ready)), which clears
@@ -53,15 +59,21 @@ options:
         at or below O(drain_threshold).
       - V(absent) - out of service. Admin state MAINT (C(set server B/S state maint)), so no traffic,
         health checks paused; sessions already open continue until they end. Waits like V(drained).
-        With O(on_timeout=force), what is still open is ended with C(shutdown sessions server B/S).
-        Servers are never deleted.
+        With O(on_timeout=force), what is still open is ended with C(shutdown sessions server B/S), and
+        the result says how many sessions HAProxy still shows afterwards.
+        Servers are never deleted, so a server HAProxy does not have is an error naming the backends
+        searched (a mistyped name is never reported as "already absent").
     type: str
     choices: [present, drained, absent]
     default: present
   weight:
     description:
-      - The weight for O(state=present); absolute V(0) to V(256), or a percentage of the server's
+      - The weight for O(state=present); absolute V(1) to V(256), or a percentage of the server's
         initial (configured) weight such as V(50%).
+      - A weight that resolves to 0 (V(0), or V(50%) of an initial weight of 1) is refused, because weight 0 takes
+        the server out of rotation, which is O(state=drained)'s job, with the capacity guard.
+      - Not given, the weight is kept; a server whose weight is 0 gets its initial weight back, since
+        V(present) means in rotation.
       - A percentage is resolved the way HAProxy does (initial weight x percentage / 100, rounded
         down, at most 256) so that a rerun compares like with like.
       - Ignored for V(drained) and V(absent) (HAProxy keeps the weight while draining), so the same
@@ -137,6 +149,13 @@ EXAMPLES = r"""
         state: absent
         wait_timeout: 120
         on_timeout: force
+
+- name: Drain a whole batch in one call (one guard counts them together, one wait)
+  gentle.lb.haproxy_member:
+    backend: app
+    server: [web3, web4, web5]
+    state: drained
+    min_active: 50%
 
 - name: Add web9 as a dynamic server (HAProxy 2.6+, dynamic balance algorithm)
   gentle.lb.haproxy_member:
@@ -255,6 +274,27 @@ waited:
   returned: always
   type: float
   sample: 2.35
+reasserted:
+  description: How many times a server was put back into the requested state after somebody else changed it
+    during the wait (see O(reassert)).
+  returned: always
+  type: int
+  sample: 0
+error_type:
+  description: On failure, the class of the error, for example V(GuardRefusedError), V(WaitTimeoutError),
+    V(StateLostError), V(NotFoundError), V(UnreachableError), V(PermissionDeniedError), V(InvalidInputError).
+    Match on this, not on RV(msg).
+  returned: failure
+  type: str
+  sample: GuardRefusedError
+guard:
+  description: On a capacity guard refusal, per backend holding a selected server, its number of members, how
+    many are in rotation and healthy (V(active)), how many must stay (V(needed)), which selected servers would
+    leave (V(leaving)) and how many of them may leave now (V(may_leave)).
+  returned: when error_type is GuardRefusedError
+  type: list
+  elements: dict
+  sample: [{"container": "app", "members": 4, "active": 4, "needed": 3, "leaving": ["web1", "web2"], "may_leave": 1}]
 msg:
   description: One line saying what was done.
   returned: always
@@ -274,8 +314,8 @@ from ansible_collections.gentle.lb.plugins.module_utils import haproxy, member, 
 def main():
     module = AnsibleModule(
         argument_spec=specs.argument_spec(
-            dict(backend=dict(type="list", elements="str"), server=dict(type="str"),
-                 address=dict(type="str"), weight=dict(type="raw"),
+            dict(backend=dict(type="list", elements="str"), server=dict(type="list", elements="str"),
+                 address=dict(type="list", elements="str"), weight=dict(type="raw"),
                  state=dict(type="str", default="present", choices=list(member.STATES))),
             specs.HAPROXY_CONNECTION_ARGS, specs.WAIT_ARGS, specs.GUARD_ARGS),
         required_one_of=[["server", "address"]],
@@ -283,12 +323,13 @@ def main():
         **specs.HAPROXY_CONNECTION_RULES)
     params = module.params
     try:
-        selector = haproxy.selector_from(params["server"], params["address"])
+        selectors = haproxy.selectors_from(params["server"], params["address"])
         backend = haproxy.HAProxyBackend(haproxy.transport_from(**specs.haproxy_connection(params)))
-        request = specs.request_from_params(params, selector, params["backend"], weight=params["weight"])
-        specs.exit_with(module, member.run(backend, request, check_mode=module.check_mode))
+        request = specs.request_from_params(params, selectors, params["backend"], weight=params["weight"])
+        result = member.run(backend, request, check_mode=module.check_mode)
     except member.LBError as error:
         specs.fail_with(module, error)
+    specs.exit_with(module, result)
 
 
 if __name__ == "__main__":

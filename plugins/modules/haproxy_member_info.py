@@ -27,13 +27,15 @@ options:
     elements: str
   server:
     description:
-      - Report only the server of this name.
-    type: str
+      - Report only the server(s) of these names.
+    type: list
+    elements: str
   address:
     description:
-      - Report only servers at this configured address (V(192.0.2.10) or V(192.0.2.10:8080)).
+      - Report only servers at these configured addresses (V(192.0.2.10) or V(192.0.2.10:8080)).
       - Not available through O(stats_url).
-    type: str
+    type: list
+    elements: str
 extends_documentation_fragment:
   - gentle.lb.haproxy_connection
   - gentle.lb.action_group.INFO_MODULE
@@ -180,21 +182,20 @@ from ansible_collections.gentle.lb.plugins.module_utils import haproxy, member, 
 def main():
     module = AnsibleModule(
         argument_spec=specs.argument_spec(
-            dict(backend=dict(type="list", elements="str"), server=dict(type="str"),
-                 address=dict(type="str")),
+            dict(backend=dict(type="list", elements="str"), server=dict(type="list", elements="str"),
+                 address=dict(type="list", elements="str")),
             specs.HAPROXY_CONNECTION_ARGS),
         supports_check_mode=True,
         **specs.HAPROXY_CONNECTION_RULES)
     params = module.params
     try:
-        selector = None
-        if params["server"] is not None or params["address"] is not None:
-            selector = haproxy.selector_from(params["server"], params["address"])
+        selectors = haproxy.selectors_from(params["server"], params["address"])
         backend = haproxy.HAProxyBackend(haproxy.transport_from(**specs.haproxy_connection(params)))
-        backend.validate_scope(params["backend"], selector)
-        specs.exit_with(module, member.describe(backend, params["backend"], selector))
+        backend.validate_scope(params["backend"], selectors)
+        result = member.describe(backend, params["backend"], selectors)
     except member.LBError as error:
         specs.fail_with(module, error)
+    specs.exit_with(module, result)
 
 
 if __name__ == "__main__":

@@ -56,9 +56,12 @@ notes:
 options:
   address:
     description:
-      - The real server's IP address, IPv4 or IPv6 (brackets allowed). Host names are not accepted,
-        because IPVS lists addresses only.
-    type: str
+      - The real server's IP address, IPv4 or IPv6 (brackets allowed), or a list of them. Host names are
+        not accepted, because IPVS lists addresses only.
+      - Several real servers in one call are read once, planned together, checked by one capacity guard that
+        counts them all (O(min_active)), written, and waited on together.
+    type: list
+    elements: str
     required: true
   port:
     description:
@@ -331,11 +334,10 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.gentle.lb.plugins.module_utils import ipvs, specs
-from ansible_collections.gentle.lb.plugins.module_utils.member import LBError
+from ansible_collections.gentle.lb.plugins.module_utils import ipvs, member, specs
 
 ARGS = dict(
-    address=dict(type="str", required=True),
+    address=dict(type="list", elements="str", required=True),
     port=dict(type="int"),
     virtual_service=dict(type="list", elements="str"),
     state=dict(type="str", default="present", choices=["present", "drained", "absent"]),
@@ -359,16 +361,17 @@ def main():
     params = module.params
     try:
         request = specs.request_from_params(
-            params, ipvs.selector(params["address"], params["port"]),
+            params, ipvs.selectors(params["address"], params["port"]),
             ipvs.service_names(params["virtual_service"]), weight=params["weight"],
             options=dict((key, params[key]) for key in ipvs.DEST_OPTION_KEYS))
         backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.spawn_runner),
                                    memory=ipvs.WeightMemory(params["state_file"]),
                                    count_inactive=params["count_inactive"],
                                    count_persistent=params["count_persistent"])
-        specs.exit_with(module, ipvs.run(backend, request, check_mode=module.check_mode))
-    except LBError as error:
+        result = member.run(backend, request, check_mode=module.check_mode)
+    except member.LBError as error:
         specs.fail_with(module, error)
+    specs.exit_with(module, result)
 
 
 if __name__ == "__main__":

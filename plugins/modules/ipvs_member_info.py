@@ -34,8 +34,9 @@ options:
     elements: str
   address:
     description:
-      - Only the destinations of this real server address.
-    type: str
+      - Only the destinations of these real server addresses.
+    type: list
+    elements: str
   port:
     description:
       - Only destinations on this real-server port.
@@ -263,12 +264,11 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gentle.lb.plugins.module_utils import ipvs, specs
-from ansible_collections.gentle.lb.plugins.module_utils.member import LBError
+from ansible_collections.gentle.lb.plugins.module_utils import ipvs, member, specs
 
 ARGS = dict(
     virtual_service=dict(type="list", elements="str"),
-    address=dict(type="str"),
+    address=dict(type="list", elements="str"),
     port=dict(type="int"),
     count_inactive=dict(type="bool", default=False),
     count_persistent=dict(type="bool", default=False),
@@ -281,15 +281,15 @@ def main():
     module = AnsibleModule(argument_spec=specs.argument_spec(ARGS), supports_check_mode=True)
     params = module.params
     try:
-        selector = ipvs.selector(params["address"], params["port"])
+        selectors = ipvs.selectors(params["address"], params["port"])
         backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.spawn_runner),
                                    count_inactive=params["count_inactive"],
                                    count_persistent=params["count_persistent"],
                                    stats=params["stats"], rates=params["rates"], read_persistent=True)
-        result = ipvs.describe(backend, ipvs.service_names(params["virtual_service"]), selector)
-        specs.exit_with(module, result)
-    except LBError as error:
+        result = member.describe(backend, ipvs.service_names(params["virtual_service"]), selectors)
+    except member.LBError as error:
         specs.fail_with(module, error)
+    specs.exit_with(module, result)
 
 
 if __name__ == "__main__":

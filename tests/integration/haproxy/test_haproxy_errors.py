@@ -50,10 +50,22 @@ def test_unknown_server(lab, member):
     assert_clean_failure(result, lab, snapshot, "server web9: not found in any backend")
 
 
-def test_absent_on_a_missing_server_is_ok(lab, member):
-    result = member(backend="app", server="web9", state="absent")
-    assert not result.failed and result["changed"] is False
-    assert result["msg"] == "server web9: already absent from backend app"
+@pytest.mark.parametrize("backend", ["app", None])
+def test_absent_of_a_server_haproxy_does_not_have_is_an_error(lab, member, backend):
+    # HAProxy never deletes a configured server: a miss is a typo ("wbe1"),
+    # never "already absent" while the real server keeps serving.
+    snapshot = lab.admin_states()
+    args = dict(server="wbe1", state="absent")
+    if backend:
+        args["backend"] = backend
+    result = member(**args)
+    assert result.failed and result["error_type"] == "NotFoundError"
+    if backend:
+        assert result["msg"].startswith("server wbe1: not found in backend app;"), result["msg"]
+    else:
+        assert "not found in any backend (searched api, app, static, tracking)" in result["msg"], result["msg"]
+    assert "never deletes" in result["msg"]
+    assert lab.admin_states() == snapshot
 
 
 @pytest.mark.parametrize("field,value", [
@@ -62,17 +74,31 @@ def test_absent_on_a_missing_server_is_ok(lab, member):
     ("server", "web1 ; set weight app/web2 0"),
     ("backend", "app;disable server app/web2"),
     ("backend", "app/web2"),
+    # "$" matches before a final newline: the check must match the whole string.
+    ("server", "web1\n"),
+    ("backend", "app\n"),
 ])
 @pytest.mark.parametrize("transport", ["unix", "stats"])
-def test_hostile_names_never_reach_haproxy(lab, member, field, value, transport):
+@pytest.mark.parametrize("state", ["drained", "absent"])
+def test_hostile_names_never_reach_haproxy(lab, member, field, value, transport, state):
     snapshot = lab.admin_states()
-    args = dict(backend="app", server="web1", state="drained")
+    args = dict(backend="app", server="web1", state=state)
     args[field] = value
     result = member(transport=transport, **args)
     assert_clean_failure(result, lab, snapshot, "not a valid HAProxy name")
+    assert result["error_type"] == "InvalidInputError"
     assert lab.admin("app", "web2") == 0                 # web2 not put in MAINT or DRAIN
     info = run_module("haproxy_member_info", dict(lab.conn(transport), **{field: value}))
     assert info.failed and "not a valid HAProxy name" in info["msg"]
+
+
+@pytest.mark.parametrize("value,words", [("127.0.0.1\n", "not an IP address"),
+                                         ("127.0.0.1:80\n", "is not a number between 1 and 65535")])
+def test_an_address_ending_in_a_newline_is_refused(lab, member, value, words):
+    snapshot = lab.admin_states()
+    result = member(address=value, state="absent")
+    assert_clean_failure(result, lab, snapshot, words)
+    assert result["error_type"] == "InvalidInputError"
 
 
 def test_socket_path_missing(lab, member):

@@ -124,7 +124,9 @@ def test_on_timeout_force_shuts_the_sessions(lab, member):
     held = lab.hold("web3")
     result = member(backend="app", server="web3", state="absent", wait_timeout=0.5, on_timeout="force")
     assert not result.failed, result
-    assert "forced the remaining sessions closed" in result["msg"]
+    assert "not drained after wait_timeout=0.5s (app/web3 1 session open), so 'shutdown sessions server' sent " \
+        "for app/web3; no session is left" in result["msg"], result["msg"]
+    assert "goal reached" not in result["msg"]
     held.wait(5)
     assert held.done and held.status != 200           # the session was cut
     assert lab.scur("app", "web3") == 0
@@ -236,10 +238,21 @@ def test_weight(lab, member):
     assert member(backend="app", server="web1", state="present", weight="5")["changed"] is False
     back = member(backend="app", server="web1", state="present", weight="100%")
     assert back["changed"] is True and back["members"][0]["weight"] == 1
-    # 50% of the initial weight 1 is 0 (HAProxy rounds down): planned the same way
+    # 50% of the initial weight 1 is 0 (HAProxy rounds down): that is out of
+    # rotation, so refused before anything is written (state=drained does that, guarded).
     half = member(backend="app", server="web1", state="present", weight="50%")
-    assert half["members"][0]["weight"] == 0
-    assert member(backend="app", server="web1", state="present", weight="50%")["changed"] is False
+    assert half.failed and half["error_type"] == "InvalidInputError"
+    assert "would leave it at weight 0" in half["msg"]
+    assert lab.admin_states()[("app", "web1")] == (0, 1)
+    zero = member(backend="app", server="web1", state="present", weight=0)
+    assert zero.failed and zero["error_type"] == "InvalidInputError"
+
+
+def test_present_gives_a_server_left_at_weight_0_its_weight_back(lab, member):
+    lab.send("set weight app/web1 0")
+    result = member(backend="app", server="web1", state="present")
+    assert result["changed"] is True and result["members"][0]["weight"] == 1
+    assert lab.admin_states()[("app", "web1")] == (0, 1)
 
 
 def test_weight_is_ignored_when_draining(lab, member):

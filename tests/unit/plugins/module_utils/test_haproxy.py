@@ -618,6 +618,12 @@ def test_select_by_address(fake, version):
 @pytest.mark.parametrize("weight,expected", [("50%", 0), (7, 7), ("100%", None), (1, None)])
 def test_present_weight_planning(fake, version, weight, expected):
     server = fake(lab_a_replies(version))
+    if expected == 0:
+        # 50% of initial weight 1 is 0: out of rotation, so refused before any write.
+        with pytest.raises(core.InvalidInputError, match="would leave it at weight 0"):
+            run(server, "present", server="web1", containers=["app"], weight=weight)
+        assert server.writes == []
+        return
     result = run(server, "present", server="web1", containers=["app"], weight=weight)
     if expected is None:
         assert server.writes == [] and result["changed"] is False
@@ -750,9 +756,12 @@ def test_force_uses_shutdown_sessions(fake, version):
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_poll_narrows_to_the_backends_in_scope(fake, version):
+    # The captured replies never change, so web3 never reads DRAIN: the core
+    # puts it back a few times, then says something keeps changing it.
     server = fake(lab_a_replies(version))
-    run(server, "drained", server="web3", wait=True, wait_timeout=1)
-    polls = [c for c in server.commands if c.startswith("show")]
+    with pytest.raises(core.StateLostError, match="keeps changing it"):
+        run(server, "drained", server="web3", wait=True, wait_timeout=5)
+    polls = [c for c in server.commands if c.startswith(("show servers", "show stat"))]
     assert polls[:2] == ["show servers state", "show stat -1 4 -1"]
     assert polls[-2:] == ["show servers state app", "show stat app 4 -1"]
 

@@ -19,6 +19,7 @@ import stat
 import pytest
 
 from ansible_collections.gentle.lb.plugins.module_utils import ipvs
+from ansible_collections.gentle.lb.plugins.module_utils import member as core
 from ansible_collections.gentle.lb.plugins.module_utils.member import (
     CommandError,
     GuardRefusedError,
@@ -766,10 +767,10 @@ def request(state, address, port=None, services=None, **kwargs):
 
 
 def run(kernel, tmp_path, req, clock=None, check_mode=False, **kwargs):
-    """ipvs.run against the fake kernel; the backend is kept as kernel.backend."""
+    """core.run against the fake kernel; the backend is kept as kernel.backend."""
     kernel.backend = backend_for(kernel, tmp_path, **kwargs)
     clock = clock or FakeClock()
-    return ipvs.run(kernel.backend, req, check_mode=check_mode, clock=clock.clock, sleep=clock.sleep)
+    return core.run(kernel.backend, req, check_mode=check_mode, clock=clock.clock, sleep=clock.sleep)
 
 
 def dest(kernel, service, name):
@@ -926,7 +927,7 @@ def test_persistent_templates_counted_on_request(kernel, tmp_path):
     plain = run(kernel, tmp_path, request("drained", "10.0.0.1", services=["tcp:10.0.0.100:80"]))
     assert plain["members"][0]["sessions"] == 0 and plain["members"][0]["persistent_connections"] is None
     assert not any("--persistent-conn" in c for c in kernel.calls)       # not read unless counted
-    info = ipvs.describe(backend_for(kernel, tmp_path, read_persistent=True), ["tcp:10.0.0.100:80"])
+    info = core.describe(backend_for(kernel, tmp_path, read_persistent=True), ["tcp:10.0.0.100:80"])
     assert [m["persistent_connections"] for m in info["members"]] == [2, 0]
     with pytest.raises(WaitTimeoutError):
         run(kernel, tmp_path, request("drained", "10.0.0.1", services=["tcp:10.0.0.100:80"], wait_timeout=1),
@@ -1109,7 +1110,7 @@ def test_memory_failure_leaves_the_table_untouched(kernel, tmp_path):
                                memory=ipvs.WeightMemory(str(blocker / "w.json")), configs=(),
                                proc_root=str(tmp_path))
     with pytest.raises(CommandError) as info:
-        ipvs.run(backend, request("drained", "10.0.0.1"))
+        core.run(backend, request("drained", "10.0.0.1"))
     assert "state_file" in info.value.msg
     assert kernel.writes() == []
     assert dest(kernel, "tcp:10.0.0.100:80", "10.0.0.1:80")["weight"] == 5
@@ -1120,19 +1121,20 @@ def test_poll_is_cheaper_than_read(kernel, tmp_path, clock):
     req = request("drained", "10.0.0.1", services=["tcp:10.0.0.100:80"])
     result = run(kernel, tmp_path, req, clock=clock)
     listings = [c for c in kernel.calls if c[0] == "-L"]
-    assert sum(1 for c in listings if "--thresholds" in c) == 1      # only in the first full read
+    # only in the full reads: the first one, and the capacity check after the write
+    assert sum(1 for c in listings if "--thresholds" in c) == 2
     assert result["members"][0]["upper_threshold"] == 100            # carried over while polling
 
 
 def test_describe_returns_services(kernel, tmp_path):
     backend = backend_for(kernel, tmp_path)
-    result = ipvs.describe(backend, ["udp:10.0.0.100:53"])
+    result = core.describe(backend, ["udp:10.0.0.100:53"])
     assert [s["name"] for s in result["services"]] == ["udp:10.0.0.100:53"]
     assert result["services"][0]["members"] == 2
     assert len(result["members"]) == 2
-    everything = ipvs.describe(backend_for(kernel, tmp_path))
+    everything = core.describe(backend_for(kernel, tmp_path))
     assert len(everything["services"]) == 3 and len(everything["members"]) == 6
-    only = ipvs.describe(backend_for(kernel, tmp_path), None, ipvs.selector(None, 53))
+    only = core.describe(backend_for(kernel, tmp_path), None, ipvs.selectors(None, 53))
     assert [m["name"] for m in only["members"]] == ["10.0.0.1:53", "10.0.0.2:53"]
 
 
@@ -1161,7 +1163,7 @@ def test_unreadable_options_are_refused_before_anything_is_written(kernel, tmp_p
                                proc_root=str(tmp_path))
     for check_mode in (True, False):
         with pytest.raises(CommandError) as info:
-            ipvs.run(backend, request("drained", "10.0.0.1"), check_mode=check_mode)
+            core.run(backend, request("drained", "10.0.0.1"), check_mode=check_mode)
         assert "could not be read; nothing was changed" in info.value.msg
     assert kernel.writes() == []
     assert not os.path.exists(str(tmp_path / "w.json"))

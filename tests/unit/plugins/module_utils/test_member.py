@@ -27,16 +27,24 @@ class FakeClock(object):
         self.now += seconds
 
 
-class FakeBackend(object):
+class FakeBackend(core.Backend):
     """A balancer whose drained members lose ``drain_rate`` sessions per second
-    of fake time, and whose restored members turn usable after ``up_after`` s."""
+    of fake time, and whose restored members turn usable after ``up_after`` s.
+    ``on_poll(backend, poll_number)`` lets a test change the balancer behind the
+    core's back (a reload, an operator, an agent)."""
 
     kind = "fake"
     container_label = "backend"
     member_label = "server"
+    can_force = True
 
     def __init__(self, members, clock, drain_rate=1.0, up_after=0.0, can_add=False,
-                 removes_member=False, fail_on=None):
+                 removes_member=False, fail_on=None, on_poll=None, before_write=None):
+        super(FakeBackend, self).__init__()
+        self.on_poll = on_poll
+        self.before_write = before_write
+        self.polls = 0
+        self.closed = False
         self.members = dict((m.key, m) for m in members)
         self.clock = clock
         self.drain_rate = drain_rate
@@ -72,7 +80,26 @@ class FakeBackend(object):
         if key in self._restored_at and self.clock.now - self._restored_at[key] >= self.up_after:
             m.health = "up"
 
+    def poll(self, containers):
+        self.polls += 1
+        if self.on_poll is not None:
+            self.on_poll(self, self.polls)
+        return self.read(containers)
+
+    def set(self, key, state, weight=None):
+        """Somebody else's write."""
+        m = self.members[key]
+        m.state = state
+        if weight is not None:
+            m.weight = weight
+
+    def close(self):
+        self.closed = True
+
     def apply(self, change, request):
+        if self.before_write is not None:
+            hook, self.before_write = self.before_write, None
+            hook(self)
         if self.fail_on and change.member.name == self.fail_on:
             raise core.CommandError("server %s: refused" % change.member.name)
         self.writes.append((change.member.key, change.state, change.weight, change.add))
@@ -119,7 +146,8 @@ def lab(**kwargs):
 
 def run(backend, clock, check_mode=False, **kwargs):
     selector = kwargs.pop("selector", Selector(name="web1"))
-    request = Request(selector=selector, **kwargs)
+    kwargs.setdefault("poll_interval", 0.5)
+    request = Request(selectors=kwargs.pop("selectors", [selector]), **kwargs)
     return core.run(backend, request, check_mode=check_mode, clock=clock.clock, sleep=clock.sleep)
 
 
@@ -193,10 +221,20 @@ def test_zero_matches_is_an_error_before_writing(state):
     assert backend.writes == []
 
 
-def test_absent_of_a_missing_member_is_ok_unchanged():
-    backend, clock = lab()
+def test_absent_of_a_missing_member_is_ok_unchanged_where_members_are_deleted():
+    backend, clock = lab(removes_member=True)
     result = run(backend, clock, state="absent", selector=Selector(name="web9"), containers=["app"])
     assert result["changed"] is False and result["members"] == []
+
+
+def test_absent_of_a_missing_member_is_an_error_where_members_are_never_deleted():
+    # HAProxy never deletes a configured server: a miss is a typo, not "already absent".
+    backend, clock = lab()
+    with pytest.raises(core.NotFoundError) as error:
+        run(backend, clock, state="absent", selector=Selector(name="wbe1"))
+    assert "server wbe1: not found in any backend (searched api, app)" in error.value.msg
+    assert error.value.error_type == "NotFoundError"
+    assert backend.writes == []
 
 
 def test_unknown_container_is_an_error_even_for_absent():
@@ -279,8 +317,17 @@ def test_timeout_force_ends_sessions():
     backend, clock = lab(drain_rate=0.0)
     result = run(backend, clock, state="absent", wait_timeout=1, on_timeout="force")
     assert sorted(backend.forced) == [("api", "web1"), ("app", "web1")]
-    assert "forced" in result["msg"]
+    assert "the remaining sessions were ended" in result["msg"]
+    assert "still open" not in result["msg"]
     assert all(m["sessions"] == 0 for m in result["members"])
+
+
+def test_force_that_ends_nothing_says_what_is_still_open():
+    backend, clock = lab(drain_rate=0.0)
+    backend.force = lambda members: backend.forced.extend(m.key for m in members)
+    result = run(backend, clock, state="absent", wait_timeout=1, on_timeout="force")
+    assert "still open" in result["msg"] and "app/web1 3 sessions" in result["msg"]
+    assert "goal reached" not in result["msg"]
 
 
 def test_present_waits_until_usable():
@@ -356,3 +403,241 @@ def test_poll_policy_is_capped_and_restartable():
     assert values[0] == 0.05 and values[-1] == 0.3
     # A second wait starts fast again: the policy itself holds no progress.
     assert next(policy.intervals()) == 0.05
+
+
+# ---------------------------------------------------------------- several members per call
+
+
+def four_ready(**kwargs):
+    members = [Member("app", "web%d" % i, "10.0.0.%d" % i, 80, weight=10, sessions=i - 1, health="up")
+               for i in range(1, 5)]
+    return lab(members=members, **kwargs)
+
+
+def test_several_members_are_planned_guarded_and_waited_on_together():
+    backend, clock = four_ready()
+    result = run(backend, clock, state="drained", min_active=2,
+                 selectors=[Selector(name="web2"), Selector(name="web3")])
+    assert sorted(w[0][1] for w in backend.writes) == ["web2", "web3"]
+    # web2 had 1 session, web3 2: together they take as long as the slower one.
+    assert 2.0 <= result["waited"] < 2.6
+    assert [m["name"] for m in result["members"]] == ["web2", "web3"]
+    assert result["msg"].startswith("server web2, web3 in backend app: drained, goal reached")
+
+
+def test_the_guard_counts_every_member_of_the_call_together():
+    backend, clock = four_ready()
+    # Each alone would leave 3 of 4; together 1 of 4, below 3.
+    with pytest.raises(core.GuardRefusedError) as error:
+        run(backend, clock, state="drained", min_active=3,
+            selectors=[Selector(name="web1"), Selector(name="web2"), Selector(name="web3")])
+    assert backend.writes == []
+    assert "taking web1, web2, web3 out would leave 1 of 4" in error.value.msg
+    view = error.value.result["guard"]
+    assert view == [dict(container="app", members=4, active=4, needed=3,
+                         leaving=["web1", "web2", "web3"], may_leave=1)]
+
+
+def test_one_missing_member_of_several_fails_before_writing_and_names_it():
+    backend, clock = four_ready()
+    with pytest.raises(core.NotFoundError) as error:
+        run(backend, clock, state="drained", selectors=[Selector(name="web1"), Selector(name="web9")])
+    assert "server web9: not found" in error.value.msg and "web1" not in error.value.msg.split(":")[0]
+    assert backend.writes == []
+
+
+# ---------------------------------------------------------------- a wait is for a state
+
+
+def test_a_drain_undone_mid_wait_is_reasserted_and_counted():
+    def operator_enables_web1(backend, poll):
+        if poll == 3:
+            backend.set(("app", "web1"), "present")     # a reload, or someone's 'enable server'
+    backend, clock = four_ready(on_poll=operator_enables_web1)
+    backend.identity = lambda: "pid %d" % (1 if backend.polls < 3 else 2)
+    backend.explain_drift = lambda before, now: "reloaded (%s -> %s)" % (before, now) if before != now else None
+    backend.members[("app", "web1")].sessions = 2
+    result = run(backend, clock, state="drained")
+    assert [w[1] for w in backend.writes] == ["drained", "drained"]
+    assert result["reasserted"] == 1
+    assert result["members"][0]["state"] == "drained"
+    assert any("found present weight 10 while waiting for drained (reloaded (pid 1 -> pid 2)); "
+               "set drained again" in w for w in result["warnings"]), result["warnings"]
+
+
+def test_the_goal_is_never_reported_while_the_member_is_out_of_its_state():
+    # Sessions are 0 all along; only the admin state says whether it is drained.
+    seen = []
+
+    def flip(backend, poll):
+        seen.append(backend.members[("app", "web1")].state)
+        if poll in (1, 2):
+            backend.set(("app", "web1"), "present")
+    backend, clock = four_ready(on_poll=flip)
+    result = run(backend, clock, state="drained")
+    assert result["reasserted"] == 2
+    assert backend.members[("app", "web1")].state == "drained"
+    assert "goal reached" in result["msg"] and result["members"][0]["state"] == "drained"
+
+
+def test_with_reassert_off_a_change_by_someone_else_fails_at_once():
+    def operator(backend, poll):
+        if poll == 2:
+            backend.set(("app", "web1"), "present")
+    backend, clock = four_ready(drain_rate=0.0, on_poll=operator)
+    backend.members[("app", "web1")].sessions = 2
+    with pytest.raises(core.StateLostError) as error:
+        run(backend, clock, state="drained", reassert=False, wait_timeout=60)
+    assert error.value.error_type == "StateLostError"
+    assert "web1: left drained during the wait (now app/web1 present weight 10)" in error.value.msg
+    assert "reassert is off" in error.value.msg
+    assert clock.now < 5
+    assert error.value.result["members"][0]["state"] == "present"
+
+
+def test_a_reassertion_that_would_cross_the_floor_is_refused():
+    def operator(backend, poll):
+        if poll == 2:
+            backend.set(("app", "web1"), "present")
+            backend.set(("app", "web2"), "drained")   # another run drained web2 meanwhile
+            backend.set(("app", "web3"), "drained")
+    backend, clock = four_ready(drain_rate=0.0, on_poll=operator)
+    backend.members[("app", "web1")].sessions = 2
+    with pytest.raises(core.GuardRefusedError) as error:
+        run(backend, clock, state="drained", min_active=2, wait_timeout=60)
+    assert "while putting back web1" in error.value.msg
+    assert backend.members[("app", "web1")].state == "present"
+
+
+def test_present_waits_for_the_state_too():
+    def operator(backend, poll):
+        if poll == 1:
+            backend.set(("app", "web1"), "drained")
+    backend, clock = lab(on_poll=operator, members=[
+        Member("app", "web1", state="drained", weight=1, health="up"),
+        Member("app", "web2", weight=1, health="up")])
+    result = run(backend, clock, state="present")
+    assert result["reasserted"] == 1 and backend.members[("app", "web1")].state == "present"
+
+
+def test_a_member_deleted_during_a_drain_fails_clearly_where_members_are_deleted():
+    def operator(backend, poll):
+        if poll == 2:
+            del backend.members[("app", "web1")]
+    backend, clock = four_ready(drain_rate=0.0, removes_member=True, on_poll=operator)
+    backend.members[("app", "web1")].sessions = 2
+    with pytest.raises(core.StateLostError) as error:
+        run(backend, clock, state="drained")
+    assert "deleted by someone else" in error.value.msg
+
+
+# ---------------------------------------------------------------- present and weight 0
+
+
+@pytest.mark.parametrize("weight", [0, "0%"])
+def test_present_that_would_leave_weight_0_is_refused(weight):
+    backend, clock = lab()
+    backend.target_weight = lambda member, requested: 0 if requested in (0, "0%") else requested
+    with pytest.raises(core.InvalidInputError) as error:
+        run(backend, clock, state="present", weight=weight, containers=["app"])
+    assert "would leave it at weight 0" in error.value.msg and "state=drained" in error.value.msg
+    assert backend.writes == []
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_a_run_that_crossed_the_floor_with_another_undoes_its_write_and_then_yields():
+    # Between our read and our write, another run drains web2 (both plans saw
+    # 4 of 4 in rotation; together they leave 2, below min_active 3).
+    def other_run(backend):
+        backend.set(("app", "web2"), "drained")
+    backend, clock = four_ready(before_write=other_run)
+    with pytest.raises(core.GuardRefusedError) as error:
+        run(backend, clock, state="drained", min_active=3)
+    # Ours was written, seen to cross the floor, undone; the retry's plan refuses.
+    assert [w[:2] for w in backend.writes] == [(("app", "web1"), "drained"), (("app", "web1"), "present")]
+    assert backend.members[("app", "web1")].state == "present"
+    assert backend.members[("app", "web2")].state == "drained"
+    assert "would leave 2 of 4" in error.value.msg
+
+
+def test_a_collision_that_clears_is_retried_and_succeeds():
+    # The other run also undid its write (it saw the same crossing): ours goes through on retry.
+    def other_run(backend):
+        backend.set(("app", "web2"), "drained")
+        original = backend.apply
+
+        def apply_then_other_undoes(change, request):
+            original(change, request)
+            if change.state == "present":
+                backend.set(("app", "web2"), "present")
+                backend.apply = original
+        backend.apply = apply_then_other_undoes
+    backend, clock = four_ready(before_write=other_run)
+    result = run(backend, clock, state="drained", min_active=3)
+    assert result["changed"] is True and backend.members[("app", "web1")].state == "drained"
+    assert [w[1] for w in backend.writes] == ["drained", "present", "drained"]
+
+
+def test_the_balancer_lock_serialises_runs_and_gives_up_on_a_stuck_holder(tmp_path, monkeypatch):
+    monkeypatch.setenv(core.LOCK_DIR_ENV, str(tmp_path))
+    clock = FakeClock()
+    with core.BalancerLock("haproxy:/run/haproxy.sock") as first:
+        assert first.fd is not None and first.warning is None
+        with core.BalancerLock("haproxy:/run/haproxy.sock", clock=clock.clock, sleep=clock.sleep,
+                               timeout=1.0) as second:
+            assert second.fd is None and "still held by another run after 1s" in second.warning
+        with core.BalancerLock("haproxy:/run/other.sock") as other:
+            assert other.fd is not None      # another balancer: its own lock
+    with core.BalancerLock("haproxy:/run/haproxy.sock", clock=clock.clock, sleep=clock.sleep,
+                           timeout=1.0) as again:
+        assert again.fd is not None and again.warning is None
+
+
+def test_the_lock_refuses_a_planted_symlink(tmp_path, monkeypatch):
+    monkeypatch.setenv(core.LOCK_DIR_ENV, str(tmp_path))
+    path = core.BalancerLock.path_for("haproxy:/x")
+    (tmp_path / "target").write_text("")
+    import os
+    os.symlink(str(tmp_path / "target"), path)
+    with core.BalancerLock("haproxy:/x") as lock:
+        assert lock.fd is None and "cannot be opened" in lock.warning
+
+
+# ---------------------------------------------------------------- the contract
+
+
+def test_the_backend_is_closed_and_its_warnings_reach_the_result():
+    backend, clock = lab()
+    backend.warn("one remark")
+    backend.warn("one remark")
+    result = run(backend, clock, state="drained")
+    assert backend.closed and result["warnings"] == ["one remark"]
+    backend, clock = lab()
+    backend.warn("said before failing")
+    with pytest.raises(core.NotFoundError) as error:
+        run(backend, clock, state="drained", selector=Selector(name="nope"))
+    assert backend.closed and error.value.result["warnings"] == ["said before failing"]
+
+
+def test_force_on_a_balancer_that_cannot_is_refused_before_any_io():
+    backend, clock = lab()
+    backend.can_force = False
+    with pytest.raises(core.InvalidInputError):
+        run(backend, clock, state="drained", on_timeout="force")
+    assert backend.reads == 0
+
+
+def test_the_backend_default_poll_interval_is_used_when_none_is_given():
+    backend, clock = lab(drain_rate=0.1, members=[
+        Member("app", "web1", weight=1, sessions=1, health="up"), Member("app", "web2", weight=1, health="up")])
+    backend.default_poll_interval = 0.2
+    run(backend, clock, state="drained", poll_interval=None)
+    assert max(clock.sleeps) == pytest.approx(0.2)
+
+
+def test_every_error_has_its_class_name_as_error_type():
+    for cls in (core.NotFoundError, core.GuardRefusedError, core.WaitTimeoutError, core.StateLostError,
+                core.InvalidInputError, core.UnreachableError):
+        assert cls("x").error_type == cls.__name__
