@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real HAProxy (2.6 or 3.0) on 127.0.0.1 for tests, demos and benchmarks.
+"""A real HAProxy (2.6, 3.0 or 3.2) on 127.0.0.1 for tests, demos and benchmarks.
 
 Standard library only (Python >= 3.11), so it runs anywhere the tests run.
 
@@ -68,8 +68,11 @@ LOCALHOST = "127.0.0.1"
 BINARIES = {
     "2.6": Path("/usr/sbin/haproxy"),
     "3.0": REPO_ROOT / ".cache" / "haproxy-3.0" / "haproxy",
+    "3.2": REPO_ROOT / ".cache" / "haproxy-3.2" / "haproxy",
 }
-FETCH_SCRIPT = {"3.0": REPO_ROOT / "lab" / "haproxy" / "fetch-3.0.sh"}
+# Lines unpacked privately from newer Debian suites: `fetch.sh <line>`.
+FETCH_SCRIPT = REPO_ROOT / "lab" / "haproxy" / "fetch.sh"
+FETCHED_LINES = ("3.0", "3.2")
 
 STATS_USER = "admin"
 STATS_PASSWORD = "secret"
@@ -504,17 +507,18 @@ def _stop_all_labs():
 
 
 def find_binary(version: str, auto_fetch: bool = True) -> Path:
-    """Path of the haproxy binary for a version line ("2.6" or "3.0")."""
+    """Path of the haproxy binary for a version line ("2.6", "3.0", "3.2")."""
     if version not in BINARIES:
         raise LabError(f"unknown HAProxy version {version!r}; use one of {sorted(BINARIES)}")
     binary = BINARIES[version]
-    if not binary.exists() and version in FETCH_SCRIPT:
-        script = FETCH_SCRIPT[version]
+    if not binary.exists() and version in FETCHED_LINES:
+        command = [str(FETCH_SCRIPT), version]
         if not auto_fetch:
-            raise LabError(f"{binary} is missing: run {script} first")
-        result = subprocess.run([str(script)], capture_output=True, text=True, check=False)
+            raise LabError(f"{binary} is missing: run {' '.join(command)} first")
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0 or not binary.exists():
-            raise LabError(f"{script} failed (rc={result.returncode}):\n{result.stderr[-2000:]}")
+            raise LabError(f"{' '.join(command)} failed (rc={result.returncode}):\n"
+                           f"{result.stderr[-2000:]}")
     if not binary.exists():
         raise LabError(f"{binary} is missing: apt-get install haproxy")
     return binary
@@ -534,14 +538,15 @@ class HAProxyLab:
     """A running HAProxy with local app servers; see the module docstring.
 
     Constructor arguments:
-      version        "2.6" (system /usr/sbin/haproxy) or "3.0" (trixie build)
+      version        "2.6" (system /usr/sbin/haproxy), "3.0" (trixie build) or
+                     "3.2" (forky build)
       workdir        directory for config, sockets and logs; default a fresh
                      temporary directory, removed on stop()
       backends       backend description (see DEFAULT_BACKENDS and
                      normalize_backends); default app + api
       binary         explicit haproxy path (overrides version's default)
       extra_global, extra_defaults   extra config lines for those sections
-      auto_fetch     run lab/haproxy/fetch-3.0.sh when the 3.0 binary is missing
+      auto_fetch     run lab/haproxy/fetch.sh <line> when a 3.x binary is missing
       start_timeout  seconds to wait for the admin socket
 
     Attributes (after start()): binary, version ("3.0.11-1+deb13u5"),
