@@ -62,6 +62,7 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("session_lab", [ONE_VERSION] if one else list(VERSIONS),
                              indirect=True, scope="session")
 
+
 # The default lab (app: web1 web2 web3 shared1 nocheck1; api: shared1 api1),
 # plus a backend with a static algorithm (no dynamic servers, weights 0%/100%
 # only) and a server that tracks app/web2.

@@ -192,8 +192,8 @@ def test_cookie_client_keeps_reaching_a_drain_server(make_lab):
     lab.send("set server sticky/%s state drain" % target)
     before = lab.server_stat("sticky", target)
 
-    assert [client.get() for _ in range(5)] == [target] * 5
-    others = set(lab.request("/", headers={"X-Backend": "sticky"})[1]["x-served-by"] for _ in range(6))
+    assert [client.get() for attempt in range(5)] == [target] * 5
+    others = set(lab.request("/", headers={"X-Backend": "sticky"})[1]["x-served-by"] for attempt in range(6))
     assert target not in others
     after = lab.server_stat("sticky", target)
     # Persistent sessions count in stot but not in lbtot (load-balanced picks).
@@ -214,7 +214,7 @@ def test_stick_table_client_keeps_reaching_a_drain_server(make_lab):
     target = served()
     assert "server_key=%s" % target in lab.send("show table stick")
     lab.send("set server stick/%s state drain" % target)
-    assert [served() for _ in range(5)] == [target] * 5
+    assert [served() for attempt in range(5)] == [target] * 5
     lab.send("set server stick/%s state maint" % target)
     moved = served()
     assert moved != target and "server_key=%s" % moved in lab.send("show table stick")
