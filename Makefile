@@ -30,7 +30,7 @@ help:
 	@echo "make bench  - benchmarks against community.general.haproxy, bigip_pool_member and ipvsadm loops"
 
 # ---------------------------------------------------------------- setup
-setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/haproxy-3.0 $(STAMP)/peers $(COLLECTION)
+setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/haproxy-3.0 $(STAMP)/haproxy-3.2 $(STAMP)/peers $(COLLECTION)
 
 $(STAMP)/apt:
 	@mkdir -p $(STAMP)
@@ -57,9 +57,9 @@ $(STAMP)/venv: test-requirements.txt
 	$(BIN)/pip install -q --no-deps bigsuds
 	@touch $@
 
-$(STAMP)/haproxy-3.0: lab/haproxy/fetch-3.0.sh
+$(STAMP)/haproxy-3.0 $(STAMP)/haproxy-3.2: $(STAMP)/haproxy-%: lab/haproxy/fetch.sh
 	@mkdir -p $(STAMP)
-	bash lab/haproxy/fetch-3.0.sh
+	bash lab/haproxy/fetch.sh $*
 	@touch $@
 
 $(STAMP)/peers:

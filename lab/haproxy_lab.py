@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real HAProxy (2.6 or 3.0) on 127.0.0.1 for tests, demos and benchmarks.
+"""A real HAProxy (2.6, 3.0 or 3.2) on 127.0.0.1 for tests, demos and benchmarks.
 
 Standard library only (Python >= 3.11), so it runs anywhere the tests run.
 
@@ -33,6 +33,21 @@ when the test means it.  The dynamic form is used on purpose: explicit
 ``use-server NAME`` rules would make every server undeletable by
 ``del server`` ("other configuration elements pointing to it").
 
+Production modes, each optional:
+
+* ``master_worker=True``: ``haproxy -W -S <workdir>/master.sock`` as systemd
+  units run it; ``master(cmd)``, ``show_proc()``, ``workers()`` and
+  ``send_worker(pid, cmd)`` (``@!<pid> cmd``) reach every live worker, old
+  ones included; ``reload("master-cli")`` or ``reload("signal")`` (SIGUSR2,
+  what ``systemctl reload`` sends).  Without it, ``reload("sf")`` starts a
+  new process with ``-sf <old pid>``.
+* ``server_state_file=True``: ``server-state-file`` + ``load-server-state-from-file
+  global``; ``save_server_state()`` writes ``show servers state`` to it.
+* agent checks: a server given as {"name": ..., "options": "check", "agent":
+  "ready"} gets an ``AgentServer`` (``lab.agent(name)``, ``.set("drain")``).
+* persistence: ``cookie_backend()`` / ``stick_table_backend()`` specs, and
+  ``CookieClient`` that keeps coming back with its cookie.
+
 Everything started is stopped by ``stop()``, by the context manager, and at
 interpreter exit (atexit); haproxy also gets SIGKILL from the kernel if the
 Python process dies abruptly (PR_SET_PDEATHSIG).
@@ -60,6 +75,7 @@ import time
 import urllib.parse
 import uuid
 from base64 import b64encode
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,14 +84,19 @@ LOCALHOST = "127.0.0.1"
 BINARIES = {
     "2.6": Path("/usr/sbin/haproxy"),
     "3.0": REPO_ROOT / ".cache" / "haproxy-3.0" / "haproxy",
+    "3.2": REPO_ROOT / ".cache" / "haproxy-3.2" / "haproxy",
 }
-FETCH_SCRIPT = {"3.0": REPO_ROOT / "lab" / "haproxy" / "fetch-3.0.sh"}
+# Lines unpacked privately from newer Debian suites: `fetch.sh <line>`.
+FETCH_SCRIPT = REPO_ROOT / "lab" / "haproxy" / "fetch.sh"
+FETCHED_LINES = ("3.0", "3.2")
 
 STATS_USER = "admin"
 STATS_PASSWORD = "secret"
 
 # Fast checks so state changes are visible within a second in tests.
 FAST_CHECKS = "inter 200ms fall 2 rise 1"
+# Agent checks as fast (agent-check agent-port <port> agent-inter ...).
+AGENT_INTER = "200ms"
 
 DEFAULT_BACKENDS = {
     "app": {
@@ -166,7 +187,9 @@ class AppServer:
     """A tiny threaded HTTP server standing in for one application instance.
 
     Attributes: name, port, address ("127.0.0.1:PORT"), active (requests in
-    progress), requests (total served), healthy (False -> /health is 503).
+    progress), requests (total served), healthy (False -> /health is 503),
+    health_checks (/health requests so far, i.e. HAProxy's checks) and
+    last_health_check (time.monotonic() of the latest, or None).
     """
 
     def __init__(self, name: str, flag_dir: Path, port: int = 0):
@@ -176,6 +199,8 @@ class AppServer:
         self.healthy = True
         self.active = 0
         self.requests = 0
+        self.health_checks = 0
+        self.last_health_check: float | None = None
         self._lock = threading.Lock()
         self._holds: dict[str, threading.Event] = {}   # request id -> release
         self._started: dict[str, float] = {}           # request id -> time
@@ -275,6 +300,9 @@ class _AppHandler(http.server.BaseHTTPRequestHandler):
         with app._lock:
             app.active += 1
             app.requests += 1
+            if path == "/health":
+                app.health_checks += 1
+                app.last_health_check = time.monotonic()
         try:
             if path == "/health":
                 ok = app.is_healthy()
@@ -386,15 +414,160 @@ class HeldRequest:
 
 
 # --------------------------------------------------------------------------
+# An agent for HAProxy's agent-check
+
+
+class AgentServer:
+    """A TCP agent as HAProxy's `agent-check` expects: every connection gets
+    one line (the current ``reply``: "ready", "drain", "maint", "up 100%",
+    "50%", "down#why", ...) and is closed.  Change the reply at runtime with
+    set(); ``checks`` counts the connections HAProxy made.
+
+    A backend server gets one with the dict form {"name": ..., "options":
+    "check", "agent": "<first reply>"}; the lab starts it, adds
+    ``agent-check agent-port <port> agent-inter AGENT_INTER`` to the server
+    line, and gives it as ``lab.agent(<name>)``.
+    """
+
+    def __init__(self, name: str, reply: str = "ready", port: int = 0):
+        self.name = name
+        self.port = port
+        self.checks = 0
+        self._reply = reply
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._thread = None
+
+    @property
+    def reply(self) -> str:
+        with self._lock:
+            return self._reply
+
+    def set(self, reply: str):
+        """Answer the next checks with this line (without its newline)."""
+        if "\n" in reply or "\r" in reply:
+            raise LabError(f"agent {self.name}: one line only, got {reply!r}")
+        with self._lock:
+            self._reply = reply
+
+    def wait_checks(self, count: int = 1, timeout: float = 5.0) -> int:
+        """Wait until HAProxy has asked `count` more times; the new total."""
+        target = self.checks + count
+        return wait_until(lambda: self.checks >= target and self.checks, timeout=timeout,
+                          what=f"{count} agent check(s) on {self.name}")
+
+    def start(self):
+        if self._sock:
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOCALHOST, self.port))
+        sock.listen(16)
+        sock.settimeout(0.05)          # lets stop() end the loop promptly
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+        self._thread = threading.Thread(target=self._serve, args=(sock,), daemon=True,
+                                        name=f"agent-{self.name}")
+        self._thread.start()
+
+    def stop(self):
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        self._thread.join(timeout=5)
+        sock.close()
+
+    def _serve(self, sock: socket.socket):
+        while self._sock is sock:
+            try:
+                conn, _ = sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with conn:
+                try:
+                    conn.sendall(self.reply.encode() + b"\n")
+                except OSError:
+                    pass
+            with self._lock:
+                self.checks += 1
+
+
+# --------------------------------------------------------------------------
+# Persistence: backends and a client that keeps its cookie
+
+
+PERSISTENCE_COOKIE = "SRV"
+
+
+def cookie_backend(servers=("web1", "web2", "web3")) -> dict:
+    """A backend spec with cookie persistence: HAProxy inserts
+    ``SRV=<server>`` on the first reply and routes every request carrying it
+    to that server, even in DRAIN (not in MAINT)."""
+    return {
+        "balance": "roundrobin",
+        "lines": [f"cookie {PERSISTENCE_COOKIE} insert indirect nocache"],
+        "servers": [f"{name} check cookie {name}" for name in servers],
+    }
+
+
+def stick_table_backend(servers=("web1", "web2", "web3")) -> dict:
+    """A backend spec with stick-table persistence on the client address
+    (every lab client is 127.0.0.1, so all of them stick together)."""
+    return {
+        "balance": "roundrobin",
+        "lines": ["stick-table type ip size 1k expire 10m", "stick on src"],
+        "servers": [f"{name} check" for name in servers],
+    }
+
+
+class CookieClient:
+    """A browser-like client of one backend: sends back the persistence
+    cookie HAProxy set, as a returning user does.
+
+        client = CookieClient(lab, "sticky")
+        first = client.get()          # the server that answered ("web2")
+        client.get() == first         # while web2 is UP or DRAIN
+
+    ``cookie`` is the value held (None before the first reply sets one);
+    ``served`` lists the servers that answered, in order.
+    """
+
+    def __init__(self, lab: "HAProxyLab", backend: str, name: str = PERSISTENCE_COOKIE):
+        self.lab = lab
+        self.backend = backend
+        self.name = name
+        self.cookie: str | None = None
+        self.served: list[str] = []
+
+    def get(self, path: str = "/") -> str:
+        """One request; the name of the server that answered (status 200)."""
+        headers = {"X-Backend": self.backend}
+        if self.cookie:
+            headers["Cookie"] = f"{self.name}={self.cookie}"
+        status, reply_headers, body = self.lab.request(path, headers=headers)
+        if status != 200:
+            raise LabError(f"{self.backend} answered {status}: {body[:200]!r}")
+        for part in reply_headers.get("set-cookie", "").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == self.name:
+                self.cookie = value
+        server = reply_headers.get("x-served-by", "")
+        self.served.append(server)
+        return server
+
+
+# --------------------------------------------------------------------------
 # Configuration
 
 
 def normalize_backends(backends: dict) -> dict:
     """Fill defaults and turn server strings "name kw..." into dicts.
 
-    A server dict has: name, options (haproxy keywords after the address) and
+    A server dict has: name, options (haproxy keywords after the address),
     app (the app server it points to: default its own name; None means no
-    app at all, i.e. a closed port, for a server that is always DOWN).
+    app at all, i.e. a closed port, for a server that is always DOWN) and
+    agent (None, or the first reply of an AgentServer for it: the server
+    gets an agent-check on that agent's port).
     """
     result = {}
     for bname, spec in backends.items():
@@ -411,6 +584,7 @@ def normalize_backends(backends: dict) -> dict:
             srv = dict(srv)
             srv.setdefault("options", "")
             srv.setdefault("app", srv["name"])
+            srv.setdefault("agent", None)      # first reply of its AgentServer
             servers.append(srv)
         spec["servers"] = servers
         result[bname] = spec
@@ -427,6 +601,7 @@ def render_config(lab: "HAProxyLab") -> str:
         f"    stats socket ipv4@{LOCALHOST}:{lab.tcp_port} level admin",
         "    stats timeout 2m",
         "    maxconn 2000",
+        *([f"    server-state-file {lab.server_state_path}"] if lab.server_state_path else []),
         *(f"    {line}" for line in lab.extra_global),
         "",
         "defaults",
@@ -436,6 +611,7 @@ def render_config(lab: "HAProxyLab") -> str:
         "    timeout server 5m",
         "    timeout queue 10s",
         "    timeout http-request 10s",
+        *(["    load-server-state-from-file global"] if lab.server_state_path else []),
         *(f"    {line}" for line in lab.extra_defaults),
         "",
         "frontend fe_main",
@@ -472,7 +648,11 @@ def _backend_lines(lab: "HAProxyLab", bname: str, spec: dict) -> list[str]:
     lines.append("    use-server %[req.hdr(x-server)] if { req.hdr(x-server) -m found }")
     for srv in spec["servers"]:
         addr = lab.server_address(srv)
-        lines.append(f"    server {srv['name']} {addr} {srv['options']}".rstrip())
+        options = srv["options"]
+        if srv["agent"] is not None:
+            agent = lab.agents[srv["app"] or srv["name"]]
+            options += f" agent-check agent-port {agent.port} agent-inter {AGENT_INTER}"
+        lines.append(f"    server {srv['name']} {addr} {options.strip()}".rstrip())
     return lines
 
 
@@ -504,17 +684,18 @@ def _stop_all_labs():
 
 
 def find_binary(version: str, auto_fetch: bool = True) -> Path:
-    """Path of the haproxy binary for a version line ("2.6" or "3.0")."""
+    """Path of the haproxy binary for a version line ("2.6", "3.0", "3.2")."""
     if version not in BINARIES:
         raise LabError(f"unknown HAProxy version {version!r}; use one of {sorted(BINARIES)}")
     binary = BINARIES[version]
-    if not binary.exists() and version in FETCH_SCRIPT:
-        script = FETCH_SCRIPT[version]
+    if not binary.exists() and version in FETCHED_LINES:
+        command = [str(FETCH_SCRIPT), version]
         if not auto_fetch:
-            raise LabError(f"{binary} is missing: run {script} first")
-        result = subprocess.run([str(script)], capture_output=True, text=True, check=False)
+            raise LabError(f"{binary} is missing: run {' '.join(command)} first")
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0 or not binary.exists():
-            raise LabError(f"{script} failed (rc={result.returncode}):\n{result.stderr[-2000:]}")
+            raise LabError(f"{' '.join(command)} failed (rc={result.returncode}):\n"
+                           f"{result.stderr[-2000:]}")
     if not binary.exists():
         raise LabError(f"{binary} is missing: apt-get install haproxy")
     return binary
@@ -530,38 +711,63 @@ def binary_version(binary: Path) -> str:
     return match.group(1)
 
 
+@dataclass
+class Reload:
+    """What HAProxyLab.reload() did and saw."""
+    how: str                  # "master-cli", "signal" or "sf"
+    reply: str                # the master CLI's answer to `reload` ("" otherwise)
+    old_pids: list[int] = field(default_factory=list)   # workers before the reload
+    new_pid: int = 0          # the worker answering on the admin socket after it
+    seconds: float = 0.0      # from the trigger until new_pid answered
+
+
 class HAProxyLab:
     """A running HAProxy with local app servers; see the module docstring.
 
     Constructor arguments:
-      version        "2.6" (system /usr/sbin/haproxy) or "3.0" (trixie build)
+      version        "2.6" (system /usr/sbin/haproxy), "3.0" (trixie build) or
+                     "3.2" (forky build)
       workdir        directory for config, sockets and logs; default a fresh
                      temporary directory, removed on stop()
       backends       backend description (see DEFAULT_BACKENDS and
                      normalize_backends); default app + api
       binary         explicit haproxy path (overrides version's default)
       extra_global, extra_defaults   extra config lines for those sections
-      auto_fetch     run lab/haproxy/fetch-3.0.sh when the 3.0 binary is missing
+      auto_fetch     run lab/haproxy/fetch.sh <line> when a 3.x binary is missing
       start_timeout  seconds to wait for the admin socket
+      master_worker  run as production's systemd unit does: `haproxy -W -S
+                     <workdir>/master.sock` (master CLI at master_socket; the
+                     admin sockets are the current worker's); default the
+                     classic single process in the foreground (-db)
+      server_state_file  write `server-state-file <workdir>/server-state` in
+                     global and `load-server-state-from-file global` in
+                     defaults, so states saved by save_server_state() survive
+                     a reload
 
     Attributes (after start()): binary, version ("3.0.11-1+deb13u5"),
     version_line ("3.0"), pid, process, workdir, config_path, log_path,
     admin_socket, operator_socket, tcp_socket ("tcp://127.0.0.1:PORT"),
     tcp_port, frontend_url/frontend_port, stats_url/stats_port,
     stats_url_readonly/stats_ro_port, stats_user, stats_password,
-    backends (normalized description), apps {name: AppServer}.
+    backends (normalized description), apps {name: AppServer}, agents
+    {name: AgentServer}, master_socket (None unless master_worker),
+    server_state_path (None unless server_state_file), old_processes
+    (processes a -sf reload asked to finish).
 
     Methods: start(), stop(), send(cmd, socket_path=None), send_raw(...),
     show_stat(backend=None), servers_state(backend=None), server_stat(b, s),
     wait_servers_up(), wait_status(b, s, status), request(path, server=,
     backend=), hold(server, seconds, backend=) -> HeldRequest, set_health(name,
     ok), app(name), add_app(name), addr(server, backend=None), stats_get(),
-    stats_post(fields, readonly=False), endpoints().
+    stats_post(fields, readonly=False), endpoints(), agent(name),
+    save_server_state(); reloads: reload(how) -> Reload; master-worker:
+    master(cmd), show_proc(), workers(), send_worker(pid, cmd).
     """
 
     def __init__(self, version: str = "2.6", workdir=None, backends=None,
                  binary=None, extra_global=(), extra_defaults=(),
-                 auto_fetch: bool = True, start_timeout: float = 10.0):
+                 auto_fetch: bool = True, start_timeout: float = 10.0,
+                 master_worker: bool = False, server_state_file: bool = False):
         self.version_line = version
         self.binary = Path(binary) if binary else find_binary(version, auto_fetch)
         self.version = binary_version(self.binary)
@@ -576,9 +782,14 @@ class HAProxyLab:
         self.operator_socket = str(self.workdir / "operator.sock")
         self.config_path = self.workdir / "haproxy.cfg"
         self.log_path = self.workdir / "haproxy.log"
+        self.master_worker = master_worker
+        self.master_socket = str(self.workdir / "master.sock") if master_worker else None
+        self.server_state_path = self.workdir / "server-state" if server_state_file else None
         self.apps: dict[str, AppServer] = {}
+        self.agents: dict[str, AgentServer] = {}
         self.dead_ports: dict[str, int] = {}     # server name -> closed port
         self.process: subprocess.Popen | None = None
+        self.old_processes: list[subprocess.Popen] = []
         self._log = None
         self._check_socket_paths()
 
@@ -606,6 +817,9 @@ class HAProxyLab:
 
     def app(self, name: str) -> AppServer:
         return self.apps[name]
+
+    def agent(self, name: str) -> AgentServer:
+        return self.agents[name]
 
     def server_address(self, srv: dict) -> str:
         """"127.0.0.1:PORT" a configured server points to."""
@@ -635,6 +849,7 @@ class HAProxyLab:
             "tcp_socket": self.tcp_socket, "frontend_url": self.frontend_url,
             "stats_url": self.stats_url, "stats_url_readonly": self.stats_url_readonly,
             "stats_user": self.stats_user, "stats_password": self.stats_password,
+            "master_socket": self.master_socket,
             "config": str(self.config_path), "log": str(self.log_path),
             "servers": {b: {s["name"]: self.server_address(s) for s in spec["servers"]}
                         for b, spec in self.backends.items()},
@@ -667,12 +882,15 @@ class HAProxyLab:
         self._stop_haproxy()
         for app in self.apps.values():
             app.stop()
+        for agent in self.agents.values():
+            agent.stop()
         if self._own_workdir and os.environ.get("HAPROXY_LAB_KEEP") != "1":
             shutil.rmtree(self.workdir, ignore_errors=True)
         _LIVE_LABS.discard(self)
 
     def _check_socket_paths(self):
-        longest = max(len(self.admin_socket), len(self.operator_socket))
+        longest = max(len(self.admin_socket), len(self.operator_socket),
+                      len(self.master_socket or ""))
         if longest > MAX_SOCKET_PATH:
             raise LabError(f"workdir {self.workdir} is too long for unix sockets "
                            f"({longest} > {MAX_SOCKET_PATH} bytes); use a shorter one")
@@ -686,6 +904,10 @@ class HAProxyLab:
                 if name is not None and name not in self.apps:
                     self.apps[name] = AppServer(name, flag_dir)
                     self.apps[name].start()
+                host = name or srv["name"]
+                if srv["agent"] is not None and host not in self.agents:
+                    self.agents[host] = AgentServer(host, srv["agent"])
+                    self.agents[host].start()
 
     def _pick_ports(self):
         self.frontend_port = free_port()
@@ -697,14 +919,13 @@ class HAProxyLab:
         """Start haproxy; True once the admin socket answers, False on a
         port clash (caller retries), LabError otherwise."""
         self._log = open(self.log_path, "ab")
-        use_pdeathsig = threading.current_thread() is threading.main_thread()
-        self.process = subprocess.Popen(
-            [str(self.binary), "-db", "-f", str(self.config_path)],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            # PDEATHSIG fires when the creating *thread* exits, so only use it
-            # from the main thread.
-            preexec_fn=_set_pdeathsig if use_pdeathsig else None)
+        if self.master_worker:
+            # The master stays in the foreground without -D, and its workers
+            # exit when it does.
+            command = ["-W", "-S", self.master_socket]
+        else:
+            command = ["-db"]
+        self.process = self._spawn(command)
         try:
             wait_until(self._socket_answers_or_exited, timeout=self.start_timeout,
                        interval=0.02, what=f"haproxy admin socket {self.admin_socket}")
@@ -721,18 +942,36 @@ class HAProxyLab:
         raise LabError(f"haproxy {self.version} exited at start; config "
                        f"{self.config_path}; log:\n{log}")
 
+    def _spawn(self, options: list[str]) -> subprocess.Popen:
+        """Start haproxy with these options and our config, logging to log_path."""
+        use_pdeathsig = threading.current_thread() is threading.main_thread()
+        return subprocess.Popen(
+            [str(self.binary), *options, "-f", str(self.config_path)],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            # PDEATHSIG fires when the creating *thread* exits, so only use it
+            # from the main thread.
+            preexec_fn=_set_pdeathsig if use_pdeathsig else None)
+
     def _socket_answers_or_exited(self) -> bool:
         if self.process.poll() is not None:
             return True
         try:
-            return "Name: HAProxy" in self.send("show info", timeout=1)
+            if "Name: HAProxy" not in self.send("show info", timeout=1):
+                return False
+            return not self.master_worker or "master" in self.master("show proc", timeout=1)
         except OSError:
             return False
 
     def _stop_haproxy(self):
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()                  # SIGTERM: haproxy's hard stop
+        procs = [self.process, *self.old_processes]
+        self.process, self.old_processes = None, []
+        for proc in procs:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()              # SIGTERM: haproxy's hard stop
+        for proc in procs:
+            if proc is None:
+                continue
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -825,6 +1064,134 @@ class HAProxyLab:
             return row if row["status"] == status else None
         return wait_until(reached, timeout=timeout, interval=0.05,
                           what=f"{backend}/{server} status {status}")
+
+    # --- reloads, master-worker mode, server-state-file
+
+    def reload(self, how: str | None = None, timeout: float = 10.0) -> "Reload":
+        """Reload haproxy the way production does; return once the new
+        worker (or process) answers on the admin socket.
+
+        how: "master-cli" (`reload` on the master CLI) or "signal" (SIGUSR2
+        to the master, what `systemctl reload` does) in master_worker mode;
+        "sf" otherwise: a new process with `-sf <old pid>`, the classic
+        init-script reload (`haproxy -D -p pidfile -sf $(cat pidfile)`).
+        The lab keeps the new process in the foreground (-db) so that it
+        stays our child and dies with us; -D would only detach it, the -sf
+        hand-over is the same.  The old worker (process) finishes the
+        connections it holds and then exits: see workers() / old_processes.
+        Runtime states are lost unless server_state_file is on and
+        save_server_state() ran before the reload.
+        """
+        how = how or ("master-cli" if self.master_worker else "sf")
+        if (how == "sf") == self.master_worker:
+            mode = "master-worker" if self.master_worker else "single-process"
+            raise LabError(f"reload {how!r} does not apply to a {mode} lab")
+        before = self._admin_pid()
+        old_pids = [w["pid"] for w in self.workers()] if self.master_worker else [before]
+        started = time.monotonic()
+        reply = ""
+        if how == "master-cli":
+            reply = self.master("reload", timeout=timeout)
+            if reply.startswith("Success=0"):
+                raise LabError(f"reload failed:\n{reply}")
+        elif how == "signal":
+            os.kill(self.process.pid, signal.SIGUSR2)
+        elif how == "sf":
+            self.old_processes.append(self.process)
+            self.process = self._spawn(["-db", "-sf", str(before)])
+        else:
+            raise LabError(f"unknown reload {how!r}; use master-cli, signal or sf")
+        new_pid = wait_until(lambda: self._admin_pid_other_than(before), timeout=timeout,
+                             interval=0.02, what=f"a new haproxy process after reload ({how})")
+        seconds = time.monotonic() - started
+        if self.master_worker:
+            # The master re-executes itself on a reload; its CLI can refuse
+            # connections for a moment after the new worker already answers
+            # (seen on 3.0 after SIGUSR2).
+            wait_until(lambda: self._master_lists_worker(new_pid), timeout=timeout,
+                       interval=0.02, what=f"the master CLI listing worker {new_pid}")
+        return Reload(how, reply, old_pids, new_pid, seconds)
+
+    def _master_lists_worker(self, pid: int) -> bool:
+        try:
+            return any(w["pid"] == pid and w["role"] == "current" for w in self.show_proc())
+        except OSError:
+            return False
+
+    def _admin_pid(self) -> int:
+        """Pid of the process answering on the admin socket (the worker)."""
+        match = re.search(r"^Pid: (\d+)", self.send("show info"), re.M)
+        if not match:
+            raise LabError("show info gave no Pid")
+        return int(match.group(1))
+
+    def _admin_pid_other_than(self, old_pid: int) -> int | None:
+        if self.process.poll() is not None:
+            raise LabError(f"haproxy exited during a reload; log:\n{self._log_tail()}")
+        try:
+            pid = self._admin_pid()
+        except (OSError, LabError):      # the socket is being re-bound
+            return None
+        return pid if pid != old_pid else None
+
+    def master(self, command: str, timeout: float = 10.0) -> str:
+        """One command on the master CLI (master_worker mode); its reply.
+
+        Prefixes reach a worker: "@1 show info" (the current one), "@!<pid>
+        show stat" (any live worker, old ones included).
+        """
+        if not self.master_socket:
+            raise LabError("no master CLI: start the lab with master_worker=True")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(self.master_socket)
+            sock.sendall(command.encode() + b"\n")
+            # The master CLI answers once our input has ended (without this
+            # 2.6 keeps the connection open until its timeout).
+            sock.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+
+    def show_proc(self) -> list[dict]:
+        """`show proc` rows: pid, type ("master", "worker" or a program's
+        name), reloads, uptime, version, and role: "master", "current"
+        (workers), "old" (old workers, still finishing connections) or
+        "program"."""
+        roles = {"workers": "current", "old workers": "old", "programs": "program"}
+        role, rows = "master", []
+        for line in self.master("show proc").splitlines():
+            if line.startswith("#"):
+                role = roles.get(line[1:].strip(), role)
+                continue
+            words = line.split()
+            if len(words) >= 5:
+                rows.append({"pid": int(words[0]), "type": words[1], "reloads": int(words[2]),
+                             "uptime": words[-2], "version": words[-1], "role": role})
+        return rows
+
+    def workers(self) -> list[dict]:
+        """The live workers (show_proc rows): the current one first, then
+        old ones that still hold connections after a reload."""
+        rows = self.show_proc()
+        return ([r for r in rows if r["role"] == "current"]
+                + [r for r in rows if r["role"] == "old"])
+
+    def send_worker(self, pid: int, command: str) -> str:
+        """A command to one worker through the master CLI (`@!<pid> cmd`)."""
+        return self.master(f"@!{pid} {command}")
+
+    def save_server_state(self) -> str:
+        """Write `show servers state` to the server-state-file (atomically),
+        for the next reload to load; return what was written."""
+        if not self.server_state_path:
+            raise LabError("no server-state-file: start the lab with server_state_file=True")
+        state = self.send("show servers state")
+        tmp = self.server_state_path.with_name(self.server_state_path.name + ".tmp")
+        tmp.write_text(state)
+        os.replace(tmp, self.server_state_path)
+        return state
 
     # --- traffic
 
@@ -938,12 +1305,17 @@ def main(argv=None) -> int:
     parser.add_argument("--version", default="2.6", choices=sorted(BINARIES),
                         help="HAProxy version line (default 2.6)")
     parser.add_argument("--workdir", help="keep config, sockets and logs here")
+    parser.add_argument("--master-worker", action="store_true",
+                        help="run as haproxy -W -S <workdir>/master.sock (master CLI)")
+    parser.add_argument("--server-state-file", action="store_true",
+                        help="configure server-state-file + load-server-state-from-file")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the lab and print its endpoints until Ctrl-C")
     sub.add_parser("config", help="print the generated configuration and exit")
     args = parser.parse_args(argv)
 
-    lab = HAProxyLab(version=args.version, workdir=args.workdir)
+    lab = HAProxyLab(version=args.version, workdir=args.workdir, master_worker=args.master_worker,
+                     server_state_file=args.server_state_file)
     if args.command == "config":
         lab._start_apps()
         lab._pick_ports()

@@ -4,7 +4,7 @@
 Writes the exact bytes to tests/unit/fixtures/haproxy/<version>/ for the
 parser unit tests (see tests/unit/fixtures/haproxy/README.md for the list).
 
-    python3 lab/haproxy/capture_fixtures.py              # 2.6 and 3.0
+    python3 lab/haproxy/capture_fixtures.py              # 2.6, 3.0 and 3.2
     python3 lab/haproxy/capture_fixtures.py --version 3.0
 
 Re-runnable: every file is rewritten.  Ports, pids, times and counters differ
@@ -357,7 +357,7 @@ def capture_version(version: str) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", nargs="+", default=["2.6", "3.0"])
+    parser.add_argument("--version", nargs="+", default=["2.6", "3.0", "3.2"])
     args = parser.parse_args(argv)
     for version in args.version:
         notes = capture_version(version)

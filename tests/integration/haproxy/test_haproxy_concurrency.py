@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import REPO, Lab  # noqa: F401  (REPO puts the collection on sys.path)
+from conftest import REPO, VERSIONS, Lab  # noqa: F401  (REPO puts the collection on sys.path)
 
 from ansible_collections.gentle.lb.plugins.module_utils import haproxy, member
 
@@ -37,7 +37,7 @@ SAMPLE_EVERY = 0.010
 pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
 
 
-@pytest.fixture(scope="module", params=["2.6", "3.0"])
+@pytest.fixture(scope="module", params=VERSIONS)
 def race_lab(request):
     lab = Lab(request.param, backends=RACE_BACKENDS).start()
     request.addfinalizer(lab.stop)

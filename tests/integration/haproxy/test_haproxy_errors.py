@@ -26,30 +26,35 @@ def assert_clean_failure(result, lab, snapshot, *words):
     assert lab.admin_states() == snapshot
 
 
+@pytest.mark.one_version
 def test_unknown_backend(lab, member):
     snapshot = lab.admin_states()
     result = member(backend="nosuch", server="web3", state="drained")
     assert_clean_failure(result, lab, snapshot, "backend nosuch: not found", "backends: app, api, static")
 
 
+@pytest.mark.one_version
 def test_unknown_backend_for_absent_too(lab, member):
     snapshot = lab.admin_states()
     result = member(backend=["app", "nosuch"], server="web3", state="absent")
     assert_clean_failure(result, lab, snapshot, "backend nosuch: not found")
 
 
+@pytest.mark.one_version
 def test_frontend_is_not_a_backend(lab, member):
     snapshot = lab.admin_states()
     result = member(backend="fe_main", server="web3", state="drained")
     assert_clean_failure(result, lab, snapshot, "backend fe_main: not found")
 
 
+@pytest.mark.one_version
 def test_unknown_server(lab, member):
     snapshot = lab.admin_states()
     result = member(server="web9", state="drained")
     assert_clean_failure(result, lab, snapshot, "server web9: not found in any backend")
 
 
+@pytest.mark.one_version
 @pytest.mark.parametrize("backend", ["app", None])
 def test_absent_of_a_server_haproxy_does_not_have_is_an_error(lab, member, backend):
     # HAProxy never deletes a configured server: a miss is a typo ("wbe1"),
@@ -68,6 +73,7 @@ def test_absent_of_a_server_haproxy_does_not_have_is_an_error(lab, member, backe
     assert lab.admin_states() == snapshot
 
 
+@pytest.mark.one_version
 @pytest.mark.parametrize("field,value", [
     ("server", "web1;disable server app/web2"),
     ("server", "web1\ndisable server app/web2"),
@@ -92,6 +98,7 @@ def test_hostile_names_never_reach_haproxy(lab, member, field, value, transport,
     assert info.failed and "not a valid HAProxy name" in info["msg"]
 
 
+@pytest.mark.one_version
 @pytest.mark.parametrize("value,words", [("127.0.0.1\n", "not an IP address"),
                                          ("127.0.0.1:80\n", "is not a number between 1 and 65535")])
 def test_an_address_ending_in_a_newline_is_refused(lab, member, value, words):
@@ -101,6 +108,7 @@ def test_an_address_ending_in_a_newline_is_refused(lab, member, value, words):
     assert result["error_type"] == "InvalidInputError"
 
 
+@pytest.mark.one_version
 def test_socket_path_missing(lab, member):
     result = member(socket="/run/nonexistent/admin.sock", server="web3", state="drained")
     assert result.failed
@@ -110,11 +118,13 @@ def test_socket_path_missing(lab, member):
         "HAPROXY_SOCKET)")
 
 
+@pytest.mark.one_version
 def test_tcp_socket_refused(lab, member):
     result = member(socket="tcp://127.0.0.1:1", server="web3", state="drained")
     assert result.failed and "tcp://127.0.0.1:1: connection refused" in result["msg"]
 
 
+@pytest.mark.one_version
 def test_socket_permission_denied(lab):
     """chmod 000 on the socket and a user who is not root (root ignores modes)."""
     snapshot = lab.admin_states()
@@ -149,6 +159,7 @@ def test_socket_at_level_operator(lab, member):
     assert not same.failed and same["changed"] is False
 
 
+@pytest.mark.one_version
 def test_haproxy_stops_mid_wait(fresh_lab, background):
     held = fresh_lab.hold("web3")
     run = background("haproxy_member", dict(socket=fresh_lab.admin_socket, backend="app", server="web3",
@@ -189,21 +200,25 @@ def test_stats_page_without_credentials(lab, member):
     assert result.failed and "set stats_user and stats_password" in result["msg"]
 
 
+@pytest.mark.one_version
 def test_stats_page_cannot_set_weight(lab, member):
     result = member(transport="stats", backend="app", server="web1", state="present", weight=5)
     assert result.failed and "the stats page cannot change weights" in result["msg"]
 
 
+@pytest.mark.one_version
 def test_stats_page_cannot_add(lab, member):
     result = member(transport="stats", backend="app", server="web9", state="present")
     assert result.failed and "the stats page cannot add servers" in result["msg"]
 
 
+@pytest.mark.one_version
 def test_stats_page_cannot_add_by_name_and_address(lab, member):
     result = member(transport="stats", backend="app", server="web9", address="127.0.0.1:9", state="present")
     assert result.failed and "the stats page cannot add servers" in result["msg"]
 
 
+@pytest.mark.one_version
 @pytest.mark.parametrize("weight", [300, -1, "257", "abc", "10;x", "1.5"])
 def test_weight_out_of_range(lab, member, weight):
     snapshot = lab.admin_states()
@@ -211,16 +226,19 @@ def test_weight_out_of_range(lab, member, weight):
     assert_clean_failure(result, lab, snapshot, "weight", "0 to 256")
 
 
+@pytest.mark.one_version
 def test_bad_address(lab, member):
     result = member(address="10.0.0.1;x", state="drained")
     assert result.failed and result["msg"].startswith("address '10.0.0.1;x': not an IP address")
 
 
+@pytest.mark.one_version
 def test_socket_and_stats_url_exclusive(lab, member):
     result = member(socket=lab.admin_socket, stats_url=lab.stats_url, server="web1", state="present")
     assert result.failed and "mutually exclusive" in result["msg"]
 
 
+@pytest.mark.one_version
 def test_server_or_address_required(lab, member):
     result = member(backend="app", state="present")
     assert result.failed and "server, address" in result["msg"]

@@ -44,6 +44,7 @@ def test_info_reports_drain_that_show_stat_hides(lab):
     assert (info[("app", "web2")]["state"], info[("app", "web2")]["sessions"]) == ("drained", 1)
 
 
+@pytest.mark.one_version
 def test_info_filters(lab):
     by_name = lab.info(server="shared1")
     assert sorted(by_name) == [("api", "shared1"), ("app", "shared1")]
@@ -69,6 +70,7 @@ def test_info_unknown_backend(lab):
     assert result.failed and result["msg"].startswith("backend nosuch: not found")
 
 
+@pytest.mark.one_version
 def test_env_fallback_socket(lab):
     result = run_module("haproxy_member", dict(backend="app", server="web3", state="drained"),
                         env={"HAPROXY_SOCKET": lab.tcp_socket})
@@ -76,6 +78,7 @@ def test_env_fallback_socket(lab):
     assert lab.admin("app", "web3") == 0x08
 
 
+@pytest.mark.one_version
 def test_env_fallback_stats_page(lab):
     env = {"HAPROXY_STATS_URL": lab.stats_url, "HAPROXY_STATS_USER": lab.stats_user,
            "HAPROXY_STATS_PASSWORD": lab.stats_password}
@@ -86,11 +89,13 @@ def test_env_fallback_stats_page(lab):
     assert info["members"][0]["state"] == "absent"
 
 
+@pytest.mark.one_version
 def test_default_socket_path_is_named(lab):
     result = run_module("haproxy_member_info", {}, env={"HAPROXY_SOCKET": ""})
     assert result.failed and "socket /run/haproxy/admin.sock" in result["msg"]
 
 
+@pytest.mark.one_version
 def test_adhoc_toggle_with_check_mode(lab):
     args = dict(socket=lab.admin_socket, backend="app", server="web3", state="drained")
     planned = run_adhoc("haproxy_member", args, check=True, diff=True)
@@ -143,6 +148,7 @@ PLAYBOOK = """
 """
 
 
+@pytest.mark.one_version
 def test_playbook_with_module_defaults(lab):
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as handle:
         handle.write(PLAYBOOK)
@@ -156,6 +162,7 @@ def test_playbook_with_module_defaults(lab):
     assert lab.admin_states()[("app", "web3")] == (0, 2)
 
 
+@pytest.mark.one_version
 def test_task_socket_wins_over_an_injected_stats_url(lab):
     """An AWX credential exports HAPROXY_STATS_URL; a task naming its socket must still work."""
     env = {"HAPROXY_STATS_URL": "http://127.0.0.1:9/unused", "HAPROXY_STATS_USER": "u",

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) gentle.lb contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""haproxy_member against a real HAProxy (2.6 and 3.0): every state
+"""haproxy_member against a real HAProxy (2.6, 3.0 and 3.2): every state
 transition with check mode, diff and idempotence; waiting on real held
 connections; timeouts; the capacity guard; the three transports."""
 
@@ -54,6 +54,7 @@ def test_state_transition(lab, member, before, after):
     assert "already %s" % after in again["msg"]
 
 
+@pytest.mark.one_version
 def test_diff_only_in_diff_mode(lab, member):
     plain = member(backend="app", server="web3", state="drained")
     assert "diff" not in plain
@@ -113,6 +114,7 @@ def test_drain_timeout_fails_leaves_it_drained_and_counts_sessions(lab, member):
     assert not held.done
 
 
+@pytest.mark.one_version
 def test_on_timeout_continue_warns(lab, member):
     lab.hold("web3")
     result = member(backend="app", server="web3", state="drained", wait_timeout=0.3, on_timeout="continue")
@@ -165,6 +167,7 @@ def test_shared_server_drained_in_both_backends_together(lab, background):
     assert lab.admin("tracking", "trk1") == 0         # unrelated servers untouched
 
 
+@pytest.mark.one_version
 def test_capacity_guard_refuses_before_writing(lab, member):
     lab.send("set server api/api1 state drain")
     before = lab.admin_states()
@@ -179,6 +182,7 @@ def test_capacity_guard_refuses_before_writing(lab, member):
     assert not allowed.failed and allowed["changed"] is True
 
 
+@pytest.mark.one_version
 def test_capacity_guard_counts_only_healthy_servers(lab, member):
     for name in ("web1", "web2"):
         lab.set_health(name, False)
@@ -209,6 +213,7 @@ def test_drained_server_that_is_down_stays_drained(lab, member):
     assert again["members"][0]["status"] == "DOWN" and again["members"][0]["state"] == "drained"
 
 
+@pytest.mark.one_version
 def test_select_by_address(lab, member):
     host, port = lab.addr("web2", "app")
     snapshot = lab.admin_states()
@@ -224,6 +229,7 @@ def test_select_by_address(lab, member):
     assert sorted(changed) == [("app", "web2"), ("tracking", "trk1")]
 
 
+@pytest.mark.one_version
 def test_select_by_name_and_address_must_both_match(lab, member):
     host, port = lab.addr("web2", "app")
     result = member(backend="app", server="web3", address="%s:%d" % (host, port), state="drained")
@@ -255,6 +261,7 @@ def test_present_gives_a_server_left_at_weight_0_its_weight_back(lab, member):
     assert lab.admin_states()[("app", "web1")] == (0, 1)
 
 
+@pytest.mark.one_version
 def test_weight_is_ignored_when_draining(lab, member):
     result = member(backend="app", server="web1", state="drained", weight=7)
     assert not result.failed and result["members"][0]["weight"] == 1
@@ -280,8 +287,18 @@ def test_tracking_server_refused_then_restored_together(lab, member):
     assert lab.admin("app", "web2") == 0 and lab.admin("tracking", "trk1") == 0
 
 
-@pytest.mark.parametrize("transport", ["unix", "tcp", "stats"])
+@pytest.mark.parametrize("transport", ["unix", "stats"])
 def test_transports(lab, member, transport, background):
+    drain_and_restore_over(lab, member, transport, background)
+
+
+@pytest.mark.one_version
+def test_transport_tcp(lab, member, background):
+    """The runtime API over TCP: the unix socket's protocol on another stream."""
+    drain_and_restore_over(lab, member, "tcp", background)
+
+
+def drain_and_restore_over(lab, member, transport, background):
     held = lab.hold("web2")
     run = background("haproxy_member", dict(lab.conn(transport), backend="app", server="web2",
                                             state="drained"))
@@ -301,6 +318,7 @@ def test_transports(lab, member, transport, background):
     assert member(transport=transport, backend="app", server="web2", state="present")["changed"] is False
 
 
+@pytest.mark.one_version
 def test_stats_page_check_mode(lab, member):
     planned = member(transport="stats", check=True, backend="app", server="web3", state="absent")
     assert planned["changed"] is True

@@ -7,10 +7,10 @@ import pytest
 from conftest import INSTALL_SECONDS, NAIVE_PLAYBOOK, admin_states, assert_no_failures, playbook
 
 
-@pytest.mark.parametrize("haproxy", ["2.6", "3.0"])
+@pytest.mark.parametrize("haproxy", ["2.6", "3.0", "3.2"])
 def test_rolling_deploy_fails_no_request(make_lab, haproxy):
-    # 2.6: the proof (four instances, a realistic install time); 3.0: the
-    # same role against the other LTS line, two instances, no install pause.
+    # 2.6: the proof (four instances, a realistic install time); 3.0 and 3.2:
+    # the same role against the other LTS lines, two instances, no install pause.
     lab = make_lab(instances=4 if haproxy == "2.6" else 2, haproxy=haproxy)
     hosts = [n.name for n in lab.nodes]
     lab.start_load()

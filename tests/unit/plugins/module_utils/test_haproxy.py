@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) gentle.lb contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""haproxy.py: parsers over replies captured from HAProxy 2.6 and 3.0
+"""haproxy.py: parsers over replies captured from HAProxy 2.6, 3.0 and 3.2
 (tests/unit/fixtures/haproxy/), name/weight/address validation, the runtime
 API client against a fake unix-socket server that replays those replies, the
 stats-page client against a fake HTTP server, and HAProxyBackend's planning
@@ -26,7 +26,7 @@ from ansible_collections.gentle.lb.plugins.module_utils import member as core
 from ansible_collections.gentle.lb.plugins.module_utils.member import Request
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "haproxy")
-VERSIONS = ("2.6", "3.0")
+VERSIONS = ("2.6", "3.0", "3.2")
 
 
 def fixture(version, name):
@@ -137,7 +137,7 @@ def test_tracked_column(version):
 def test_show_stat_parsed_by_header_name(version):
     rows = haproxy.parse_show_stat(text(version, "show_stat.txt"))
     header_count = len(text(version, "show_stat.txt").splitlines()[0][2:].rstrip(",").split(","))
-    assert header_count == {"2.6": 128, "3.0": 205}[version]
+    assert header_count == {"2.6": 128, "3.0": 205, "3.2": 207}[version]
     servers = [r for r in rows if r["type"] == "2"]
     assert sorted(set(r["pxname"] for r in servers)) == ["api", "app", "static"]
     web1 = [r for r in servers if r["pxname"] == "app" and r["svname"] == "web1"][0]
