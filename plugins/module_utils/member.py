@@ -734,7 +734,6 @@ class Writer(object):
         self.clock = clock
         self.sleep = sleep
         self.rng = rng
-        self.collisions = 0
 
     def plan_and_write(self, check_mode=False, only=None):
         """Read, plan, write; returns (plan, members as first read, identity).
@@ -759,7 +758,6 @@ class Writer(object):
                 except _Collision as collision:
                     crossed = collision.crossed
             attempt += 1
-            self.collisions += 1
             if attempt >= COLLISION_RETRIES:
                 raise GuardRefusedError(
                     "%s %s: other runs kept taking members out at the same moment (%d tries); nothing was "
