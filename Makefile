@@ -26,7 +26,7 @@ PYTEST      := PYTHONPATH=$(COLLECTIONS) ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help setup demo-setup demo test sanity lint units integration integration-haproxy integration-ipvs \
+.PHONY: help setup demo-setup demo docs test sanity lint units integration integration-haproxy integration-ipvs \
         integration-f5 integration-role integration-awx integration-packaging integration-lvs-director \
         changelog-lint docs-lint bench clean
 
@@ -35,6 +35,7 @@ help:
 	@echo "              (installs only HAProxy and ansible-core)"
 	@echo "make test   - sanity, lint, unit and integration tests against real HAProxy, IPVS (user-mode"
 	@echo "              Linux) and the F5 emulator"
+	@echo "make docs   - the HTML documentation site (antsibull-docs) in .cache/docsite/build/html"
 	@echo "make bench  - benchmarks against community.general.haproxy, bigip_pool_member and ipvsadm loops"
 
 # ---------------------------------------------------------------- setup
@@ -54,7 +55,8 @@ $(STAMP)/apt: $(STAMP)/apt-demo
 	@touch $@
 
 # ansible-core only (demo-requirements.txt): a minute less than the test tools.
-$(STAMP)/venv-demo: demo-requirements.txt tools/find-python
+# After apt-demo: on Debian 13 tools/find-python may install python3.13-venv.
+$(STAMP)/venv-demo: $(STAMP)/apt-demo demo-requirements.txt tools/find-python
 	@mkdir -p $(STAMP)
 	@if [ ! -x $(BIN)/python ]; then py=$$(tools/find-python) && echo "$$py -m venv $(VENV)" && $$py -m venv $(VENV); fi
 	$(BIN)/pip install -q --disable-pip-version-check -r demo-requirements.txt
@@ -84,6 +86,11 @@ $(COLLECTION):
 # ---------------------------------------------------------------- demo
 demo: demo-setup
 	$(BIN)/python lab/demo.py
+
+# ---------------------------------------------------------------- docs
+# The HTML site: modules, roles and the guides (tools/docsite.py).
+docs: $(STAMP)/venv
+	$(BIN)/python tools/docsite.py --dest $(REPO)/.cache/docsite
 
 # ---------------------------------------------------------------- tests
 # The suites wait on real processes far more than they compute, so `make test`
