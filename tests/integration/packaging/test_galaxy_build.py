@@ -30,7 +30,8 @@ MUST_SHIP = ("MANIFEST.json", "FILES.json", "README.md", "meta/runtime.yml",
              "plugins/doc_fragments/waiting.py", "plugins/doc_fragments/action_group.py",
              "roles/rolling_deploy/tasks/main.yml", "roles/rolling_deploy/meta/argument_specs.yml",
              "playbooks/rolling_deploy.yml", "docs/docsite/links.yml",
-             "docs/awx/credential_type_haproxy.yml", "docs/awx/credential_type_f5.yml")
+             "docs/awx/credential_type_haproxy_stats.yml", "docs/awx/credential_type_haproxy_socket.yml",
+             "docs/awx/credential_type_f5.yml")
 
 
 def test_tarball_holds_the_collection_and_no_clutter(tarball):
