@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build gentle.lb's HTML documentation site (`make docs`).
 
     .venv/bin/python tools/docsite.py [--dest .cache/docsite]
@@ -306,7 +305,7 @@ class Converter:
         href = node.attrs["href"]
         if re.match(r"^[a-z][a-z0-9+.-]*:", href):
             return "`%s <%s>`__" % (escape(text), href)
-        path, _, anchor = href.partition("#")
+        path, _hash, anchor = href.partition("#")
         if not path:
             target = self.page
         else:
@@ -383,8 +382,8 @@ def lexer_for(language: str, content: str) -> str:
 def run(cmd: list[str], **kwargs) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     if proc.returncode != 0:
-        raise DocsiteError("%s failed (rc=%d):\n%s%s" % (" ".join(cmd[:3]), proc.returncode,
-                                                          proc.stdout[-4000:], proc.stderr[-4000:]))
+        raise DocsiteError("%s failed (rc=%d):\n%s%s"
+                           % (" ".join(cmd[:3]), proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
     return proc.stdout + proc.stderr
 
 
@@ -464,7 +463,7 @@ def build(dest: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--dest", default=str(REPO / ".cache" / "docsite"),
                         help="work and output directory (default .cache/docsite)")
     args = parser.parse_args(argv)

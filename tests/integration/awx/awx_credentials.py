@@ -13,7 +13,6 @@
 """
 
 import os
-import re
 import urllib.parse
 
 import jsonschema
@@ -63,8 +62,8 @@ INJECTORS_SCHEMA = {
     "properties": {
         "file": {"type": "object", "patternProperties": {r"^template(\.[a-zA-Z_]+[a-zA-Z0-9_]*)?$": {"type": "string"}},
                  "additionalProperties": False},
-        "env": {"type": "object", "patternProperties": {"^[a-zA-Z_]+[a-zA-Z0-9_]*$": {"type": "string",
-                                                                                         "pattern": "^[\x00-\x7F]*$"}},
+        "env": {"type": "object",
+                "patternProperties": {"^[a-zA-Z_]+[a-zA-Z0-9_]*$": {"type": "string", "pattern": "^[\x00-\x7F]*$"}},
                 "additionalProperties": False},
         "extra_vars": {"type": "object", "patternProperties": {"^[a-zA-Z_]+[a-zA-Z0-9_]*$": {"type": "string"}},
                        "additionalProperties": False},

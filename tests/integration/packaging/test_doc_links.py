@@ -59,7 +59,7 @@ def test_relative_links_resolve_inside_the_repository(path):
     for href, line in links(path):
         if re.match(r"^[a-z][a-z0-9+.-]*:", href):
             continue                                  # https:, mailto:
-        target, _, anchor = href.partition("#")
+        target, _hash, anchor = href.partition("#")
         resolved = os.path.normpath(os.path.join(os.path.dirname(path), target)) if target else path
         where = "%s:%d: %s" % (path, line, href)
         if resolved.startswith(".."):
