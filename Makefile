@@ -54,7 +54,7 @@ $(STAMP)/apt: $(STAMP)/apt-demo
 	tools/apt-install $(APT_TEST)
 	@touch $@
 
-# ansible-core only (demo-requirements.txt): a minute less than the test tools.
+# ansible-core only (demo-requirements.txt); $(STAMP)/venv adds the test tools.
 # After apt-demo: on Debian 13 tools/find-python may install python3.13-venv.
 $(STAMP)/venv-demo: $(STAMP)/apt-demo demo-requirements.txt tools/find-python
 	@mkdir -p $(STAMP)
