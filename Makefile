@@ -1,7 +1,10 @@
-# gentle.lb: `make demo` and `make test` work on a fresh Debian machine.
-# Everything they need is installed here: Debian packages (as root, or through
-# sudo), a Python 3.13 virtualenv with the controller tools, and the
-# ansible_collections/gentle/lb path the tools expect.
+# gentle.lb: `make demo` and `make test` work on a fresh Debian 12 or 13 machine
+# that reaches Debian's package registry and PyPI.  Everything they need is
+# installed here: Debian packages (as root, or through sudo), a virtualenv of
+# a Python 3.12 or newer (tools/find-python: 3.13 preferred) with the
+# controller tools, and the ansible_collections/gentle/lb path the tools
+# expect.  `make demo` installs only what the demo needs (HAProxy and
+# ansible-core); `make test` installs everything.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -13,45 +16,54 @@ BIN         := $(VENV)/bin
 COLLECTIONS := $(REPO)/.cache/collections
 COLLECTION  := $(COLLECTIONS)/ansible_collections/gentle/lb
 STAMP       := $(REPO)/.cache/stamps
-APT_PACKAGES := haproxy user-mode-linux ipvsadm kmod keepalived iproute2 socat curl openssl ca-certificates shellcheck
+# The demo: the system HAProxy (2.6 on Debian 12) and ansible-core.
+APT_DEMO    := haproxy ca-certificates
+# The tests, on top: IPVS in user-mode Linux, keepalived, the HAProxy lab's
+# helpers, shellcheck for ansible-test, Chromium for the docs site test.
+APT_TEST    := user-mode-linux ipvsadm kmod keepalived iproute2 socat curl openssl shellcheck chromium
 PYTEST      := PYTHONPATH=$(COLLECTIONS) ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/pytest
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help setup demo test sanity lint units integration integration-haproxy integration-ipvs \
+.PHONY: help setup demo-setup demo docs test sanity lint units integration integration-haproxy integration-ipvs \
         integration-f5 integration-role integration-awx integration-packaging integration-lvs-director \
         changelog-lint docs-lint bench clean
 
 help:
 	@echo "make demo   - start the local lab and roll every app instance from v1 to v2 under load"
+	@echo "              (installs only HAProxy and ansible-core)"
 	@echo "make test   - sanity, lint, unit and integration tests against real HAProxy, IPVS (user-mode"
 	@echo "              Linux) and the F5 emulator"
+	@echo "make docs   - the HTML documentation site (antsibull-docs) in .cache/docsite/build/html"
 	@echo "make bench  - benchmarks against community.general.haproxy, bigip_pool_member and ipvsadm loops"
 
 # ---------------------------------------------------------------- setup
+# Two layers: what the demo needs (demo-setup), and the rest of the test rig
+# on top of it (setup).  Both keep one virtualenv, .venv.
 setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/haproxy-3.0 $(STAMP)/haproxy-3.2 $(STAMP)/peers $(COLLECTION)
 
-$(STAMP)/apt:
+demo-setup: $(STAMP)/apt-demo $(STAMP)/venv-demo $(COLLECTION)
+
+$(STAMP)/apt-demo: tools/apt-install
 	@mkdir -p $(STAMP)
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
-	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
-	  else echo "gentle.lb: these Debian packages are missing: $$missing"; \
-	       echo "           installing them needs root. Run 'make' as root, or install sudo for this user,"; \
-	       echo "           or install them yourself: apt-get install $$missing"; exit 1; fi; \
-	  echo "installing Debian packages: $$missing"; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	tools/apt-install $(APT_DEMO)
 	@touch $@
 
-$(STAMP)/venv: test-requirements.txt
+$(STAMP)/apt: $(STAMP)/apt-demo
+	tools/apt-install $(APT_TEST)
+	@touch $@
+
+# ansible-core only (demo-requirements.txt); $(STAMP)/venv adds the test tools.
+# After apt-demo: on Debian 13 tools/find-python may install python3.13-venv.
+$(STAMP)/venv-demo: $(STAMP)/apt-demo demo-requirements.txt tools/find-python
 	@mkdir -p $(STAMP)
-	@py=$$(PYENV_VERSION=3.13.0 command -v python3.13 2>/dev/null || true); \
-	[ -n "$$py" ] || { echo "gentle.lb: python3.13 not found (pyenv 3.13.0 or a system python3.13 is needed for the controller tools)"; exit 1; }; \
-	[ -x $(BIN)/python ] || PYENV_VERSION=3.13.0 $$py -m venv $(VENV)
-	$(BIN)/pip install -q -U pip
+	@if [ ! -x $(BIN)/python ]; then py=$$(tools/find-python) && echo "$$py -m venv $(VENV)" && $$py -m venv $(VENV); fi
+	$(BIN)/pip install -q --disable-pip-version-check -r demo-requirements.txt
+	@touch $@
+
+$(STAMP)/venv: $(STAMP)/venv-demo test-requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check -U pip
 	$(BIN)/pip install -q -r test-requirements.txt
 	@# bigsuds declares suds-jurko, which does not build on Python 3.11+ (docs/f5.md).
 	$(BIN)/pip install -q --no-deps bigsuds
@@ -72,8 +84,13 @@ $(COLLECTION):
 	ln -sfn $(REPO) $@
 
 # ---------------------------------------------------------------- demo
-demo: setup
+demo: demo-setup
 	$(BIN)/python lab/demo.py
+
+# ---------------------------------------------------------------- docs
+# The HTML site: modules, roles and the guides (tools/docsite.py).
+docs: $(STAMP)/venv
+	$(BIN)/python tools/docsite.py --dest $(REPO)/.cache/docsite
 
 # ---------------------------------------------------------------- tests
 # The suites wait on real processes far more than they compute, so `make test`

@@ -27,17 +27,25 @@ def env_fallbacks(spec):
     return names
 
 
-@pytest.mark.parametrize("filename, spec", [
-    ("credential_type_haproxy.yml", specs.HAPROXY_CONNECTION_ARGS),
-    ("credential_type_f5.yml", specs.F5_CONNECTION_ARGS),
-])
-def test_injectors_match_module_fallbacks(filename, spec):
-    with open(os.path.join(DOCS, filename)) as handle:
-        credential_type = yaml.safe_load(handle)
-    injected = set(credential_type["injectors"]["env"])
+# Each balancer's credential types, together, inject every variable its modules read.
+TYPES = [
+    (("credential_type_haproxy_stats.yml", "credential_type_haproxy_socket.yml"), specs.HAPROXY_CONNECTION_ARGS),
+    (("credential_type_f5.yml",), specs.F5_CONNECTION_ARGS),
+]
+
+
+@pytest.mark.parametrize("filenames, spec", TYPES)
+def test_injectors_match_module_fallbacks(filenames, spec):
+    injected, secrets = set(), set()
+    for filename in filenames:
+        with open(os.path.join(DOCS, filename)) as handle:
+            credential_type = yaml.safe_load(handle)
+        names = set(credential_type["injectors"]["env"])
+        assert not names & injected, "two types inject %s" % (names & injected)
+        injected |= names
+        field_ids = set(field["id"] for field in credential_type["inputs"]["fields"])
+        for template in credential_type["injectors"]["env"].values():
+            assert template.strip("{} ") in field_ids
+        secrets |= set(f["id"] for f in credential_type["inputs"]["fields"] if f.get("secret"))
     assert injected == env_fallbacks(spec)
-    field_ids = set(field["id"] for field in credential_type["inputs"]["fields"])
-    for template in credential_type["injectors"]["env"].values():
-        assert template.strip("{} ") in field_ids
-    secrets = set(f["id"] for f in credential_type["inputs"]["fields"] if f.get("secret"))
     assert secrets == set(k for k, v in spec.items() if v.get("no_log")), "no_log options are secret fields"

@@ -177,14 +177,14 @@ def test_lb_group_with_both_balancers_options_is_refused(hap, tmp_path):
 @pytest.mark.parametrize("transport", ["stats", "tcp"])
 def test_haproxy_credential_env_needs_no_connection_arguments(hap, tmp_path, transport):
     if transport == "stats":
-        inputs = dict(stats_url=hap.stats_url, stats_user=hap.stats_user, stats_password=hap.stats_password,
-                      socket="", validate_certs=True)
+        env = render_injectors("credential_type_haproxy_stats.yml", dict(
+            stats_url=hap.stats_url, stats_user=hap.stats_user, stats_password=hap.stats_password,
+            validate_certs=True))
     else:
-        inputs = dict(socket=hap.tcp_socket)
-    env = render_injectors("credential_type_haproxy.yml", inputs)
-    # The blank fields are injected too, as empty strings: the modules treat them as unset.
-    blank = "HAPROXY_SOCKET" if transport == "stats" else "HAPROXY_STATS_URL"
-    assert env[blank] == ""
+        env = render_injectors("credential_type_haproxy_socket.yml", dict(socket=hap.tcp_socket))
+    # The other type's variables are not set (render_injectors sets them to '',
+    # which the modules treat as unset).
+    assert env["HAPROXY_SOCKET" if transport == "stats" else "HAPROXY_STATS_URL"] == ""
     proc, res = play(tmp_path, {}, [
         task("haproxy_member", "drained", backend="app", server="web3", state="drained", wait=False),
         task("haproxy_member_info", "info", backend="app", server="web3"),

@@ -120,8 +120,8 @@ def run_job(tmp_path_factory, survey, ident, credential=None):
 
 
 def haproxy_credential(lab):
-    """A credential of docs/awx/credential_type_haproxy.yml for the lab's stats page."""
-    return render_injectors("credential_type_haproxy.yml", dict(
+    """A credential of docs/awx/credential_type_haproxy_stats.yml for the lab's stats page."""
+    return render_injectors("credential_type_haproxy_stats.yml", dict(
         stats_url=lab.haproxy.stats_url, stats_user=lab.haproxy.stats_user,
         stats_password=lab.haproxy.stats_password, validate_certs=True))
 

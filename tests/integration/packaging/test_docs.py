@@ -5,8 +5,9 @@
   matches a message format in plugins/ (or is one of the few ansible-core
   messages listed here);
 * a sample of errors, triggered for real against a real HAProxy, the F5
-  emulator and the host's ipvsadm, is each covered by an entry of that page;
-* the relative links of the guides written for this issue lead to files that exist.
+  emulator and the host's ipvsadm, is each covered by an entry of that page.
+
+(Links are checked by test_doc_links.py.)
 """
 
 import ast
@@ -26,7 +27,6 @@ from lab.haproxy_lab import HAProxyLab  # noqa: E402
 
 DOCS = os.path.join(REPO, "docs")
 TROUBLESHOOTING = os.path.join(DOCS, "troubleshooting.md")
-LINKED_DOCS = ("index.md", "troubleshooting.md", "execution-environment.md", "awx/README.md")
 # Messages of ansible-core itself that the page explains (module_defaults, missing libraries).
 ANSIBLE_CORE = ("Unsupported parameters for (gentle.lb.", "Failed to import the required Python library (")
 # A format whose fixed text is shorter than this says too little to identify a message.
@@ -154,15 +154,3 @@ def test_triggered_errors_are_documented(triggered):
         if not covered.intersection(produced_by):
             missing.append("%s: %s" % (label, message))
     assert not missing, "not in docs/troubleshooting.md:\n" + "\n".join(missing)
-
-
-@pytest.mark.parametrize("name", LINKED_DOCS)
-def test_relative_links_resolve(name):
-    path = os.path.join(DOCS, name)
-    with open(path) as handle:
-        text = handle.read()
-    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
-        if re.match(r"[a-z]+:", target):
-            continue
-        assert os.path.exists(os.path.normpath(os.path.join(os.path.dirname(path), target))), \
-            "%s links to %s, which does not exist" % (name, target)

@@ -21,16 +21,17 @@ from lab.haproxy_lab import HAProxyLab  # noqa: E402
 # a release tarball -- ships unless galaxy.yml's build_ignore names it).
 TOP_LEVEL = {"MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.rst", "CHANGELOG.md", "LICENSE", "COPYING",
              ".ansible-lint", "meta", "plugins", "roles", "playbooks", "docs", "changelogs"}
-NOT_SHIPPED = ("lab/", "bench/", "tests/", ".cache/", ".venv", ".ci/", "Makefile", ".git/",
-               "test-requirements.txt", "changelogs/fragments/")
+NOT_SHIPPED = ("lab/", "bench/", "tests/", "tools/", ".cache/", ".venv", ".ci/", "Makefile", ".git/",
+               "test-requirements.txt", "demo-requirements.txt", "changelogs/fragments/")
 MUST_SHIP = ("MANIFEST.json", "FILES.json", "README.md", "meta/runtime.yml",
              "meta/execution-environment.yml", "meta/ee-requirements.txt", "meta/ee-bindep.txt",
              "plugins/module_utils/member.py", "plugins/module_utils/specs.py",
              "plugins/modules/haproxy_member.py", "plugins/modules/haproxy_member_info.py",
              "plugins/doc_fragments/waiting.py", "plugins/doc_fragments/action_group.py",
              "roles/rolling_deploy/tasks/main.yml", "roles/rolling_deploy/meta/argument_specs.yml",
-             "playbooks/rolling_deploy.yml",
-             "docs/awx/credential_type_haproxy.yml", "docs/awx/credential_type_f5.yml")
+             "playbooks/rolling_deploy.yml", "docs/docsite/links.yml",
+             "docs/awx/credential_type_haproxy_stats.yml", "docs/awx/credential_type_haproxy_socket.yml",
+             "docs/awx/credential_type_f5.yml")
 
 
 def test_tarball_holds_the_collection_and_no_clutter(tarball):
@@ -72,3 +73,21 @@ def test_installed_tarball_runs_an_adhoc_toggle(installed, clean_env, tmp_path):
         state = lab.send("show servers state app")
         row = [line.split() for line in state.splitlines() if " web2 " in line][0]
         assert int(row[6]) & 0x08, "web2 should carry the DRAIN admin bit"
+
+
+def test_installed_collection_runs_its_playbook_by_name(installed, clean_env, tmp_path):
+    """`ansible-playbook gentle.lb.rolling_deploy`, as the README says: the
+    installed collection's playbooks/rolling_deploy.yml rolls a real HAProxy
+    lab (two instances, no install pause) from v1 to v2."""
+    sys.path.insert(0, REPO)
+    from lab.rolling_lab import RollingLab
+
+    with RollingLab(instances=2) as lab:
+        proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", lab.inventory,
+                               "gentle.lb.rolling_deploy", "-e", "lab_install_seconds=0"],
+                              capture_output=True, text=True, env=clean_env(installed), cwd=str(tmp_path),
+                              timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        # The role's tasks came from the installed copy, not from the repository.
+        assert str(installed / "ansible_collections" / "gentle" / "lb" / "roles" / "rolling_deploy") in proc.stdout
+        assert lab.versions() == {"web1": "v2", "web2": "v2"}
