@@ -321,6 +321,26 @@ waited:
   returned: always
   type: float
   sample: 12.35
+reasserted:
+  description: How many times a real server was put back into the requested state after somebody else changed it
+    during the wait (see O(reassert)).
+  returned: always
+  type: int
+  sample: 0
+error_type:
+  description: On failure, the class of the error, for example V(GuardRefusedError), V(WaitTimeoutError),
+    V(StateLostError), V(NotFoundError), V(UnreachableError), V(InvalidInputError). Match on this, not on RV(msg).
+  returned: failure
+  type: str
+  sample: GuardRefusedError
+guard:
+  description: On a capacity guard refusal, per virtual service holding a selected real server, its number of members, how
+    many are in rotation and healthy (V(active)), how many must stay (V(needed)), which selected members would
+    leave (V(leaving)) and how many of them may leave now (V(may_leave)).
+  returned: when error_type is GuardRefusedError
+  type: list
+  elements: dict
+  sample: [{"container": "tcp:10.0.0.100:80", "members": 4, "active": 4, "needed": 3, "leaving": ["a", "b"], "may_leave": 1}]
 msg:
   description: One line saying what was done.
   returned: always
