@@ -1112,7 +1112,7 @@ def _open_text(latest, keys, what):
     for key in keys:
         member = latest[key]
         parts.append("%s/%s %d session%s" % (member.container, member.name, member.sessions,
-                                              "" if member.sessions == 1 else "s"))
+                                             "" if member.sessions == 1 else "s"))
     return "%s %s" % (", ".join(parts), what)
 
 

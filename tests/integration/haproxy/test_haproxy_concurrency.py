@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import REPO, VERSIONS, Lab  # noqa: F401  (REPO puts the collection on sys.path)
+from conftest import VERSIONS, Lab  # conftest also puts the collection on sys.path
 
 from ansible_collections.gentle.lb.plugins.module_utils import haproxy, member
 
@@ -126,7 +126,7 @@ def race(lab, racers, separate_locks):
         lock_dir = os.path.join(lock_root, server if separate_locks else "shared")
         os.makedirs(lock_dir, exist_ok=True)
         processes.append(context.Process(target=_racer, args=(lab.hap.admin_socket, server, barrier,
-                                                                 lock_dir, results)))
+                                                              lock_dir, results)))
     with Sampler(lab) as sampler:
         for process in processes:
             process.start()
@@ -149,7 +149,7 @@ def exchange_seconds(lab, rounds=20):
     one re-read and one write per racer that collided)."""
     backend = haproxy.HAProxyBackend(haproxy.RuntimeAPI(lab.hap.admin_socket, timeout=5))
     started = time.monotonic()
-    for _ in range(rounds):
+    for _round in range(rounds):
         backend.read(["race"])
         lab.hap.send("set server race/r4 state ready")
     return (time.monotonic() - started) / rounds
