@@ -94,33 +94,38 @@ docs: $(STAMP)/venv
 
 # ---------------------------------------------------------------- tests
 # The suites wait on real processes far more than they compute, so `make test`
-# runs them side by side (TEST_JOBS at once, output kept per suite), then prints
-# one total from their JUnit reports.  The longest suites come first, so they
-# start at once; three at a time keeps 2 cores from starving the timing-sensitive
-# lab (fast health checks, a rollout under load).
+# runs them side by side (TEST_JOBS at once, output kept per suite), longest
+# first so that they start at once, then prints each suite's counts and time
+# and each check's result and time (tests/timed records them, tests/summary.py
+# prints them).  Three at a time keeps 2 cores from starving the timing-sensitive
+# labs (fast health checks, rollouts under load); the role suite is the longest
+# by far, so the others only have to fit beside it.
 CHECKS    := sanity lint changelog-lint docs-lint
 SUITES    := integration-role integration-lvs-director integration-haproxy integration-ipvs \
              integration-f5 integration-awx units integration-packaging
 TEST_JOBS ?= 3
 REPORTS   := $(REPO)/tests/output/junit
-RUN_PYTEST = cd $(COLLECTION) && $(PYTEST) -q -p no:cacheprovider --junitxml=$(REPORTS)/$@.xml
+TIMED      = $(REPO)/tests/timed $(REPORTS)/$@.run
+RUN_PYTEST = $(TIMED) env -C $(COLLECTION) $(PYTEST) -q -p no:cacheprovider --junitxml=$(REPORTS)/$@.xml
 
 test: setup
 	@rm -rf $(REPORTS); mkdir -p $(REPORTS)
-	@status=0; $(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target $(SUITES) $(CHECKS) || status=$$?; \
-	$(BIN)/python tests/summary.py $(REPORTS) $(SUITES); exit $$status
+	@start=$$(date +%s); status=0; \
+	$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target $(SUITES) $(CHECKS) || status=$$?; \
+	$(BIN)/python tests/summary.py $(REPORTS) --suites $(SUITES) --checks $(CHECKS) \
+	    --wall $$(( $$(date +%s) - start )) --jobs $(TEST_JOBS) || status=1; exit $$status
 
 sanity: setup
-	tests/sanity/run.sh
+	$(TIMED) tests/sanity/run.sh
 
 lint: setup
-	$(BIN)/ansible-lint --offline
+	$(TIMED) $(BIN)/ansible-lint --offline
 
 changelog-lint: setup
-	$(BIN)/antsibull-changelog lint
+	$(TIMED) $(BIN)/antsibull-changelog lint
 
 docs-lint: setup
-	cd $(COLLECTION) && PATH=$(BIN):$$PATH $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+	$(TIMED) env -C $(COLLECTION) PATH=$(BIN):$$PATH $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
 units: setup
 	$(RUN_PYTEST) tests/unit

@@ -9,6 +9,7 @@
 #   UML_CTL          host directory shared with lab/uml/run (command, env, status, output)
 #   UML_PRIVATE_TMP  1 = give the guest its own tmpfs /tmp
 #   UML_NETNS_LAB    1 = build the netns lab (lab/uml/netns-lab.sh) before the command
+#   UML_AGENT        1 = start lab/uml/agent.py (mailbox UML_CTL/agent) before the command
 #   UML_LAB_DIR      the directory holding this script and its helpers
 #
 # Protocol with lab/uml/run (all files in UML_CTL):
@@ -100,6 +101,20 @@ ip link set dummy0 up || fail "dummy0 up"
 if [ "$UML_NETNS_LAB" = 1 ]; then
     env -i /bin/sh -c '. "$1/env.sh" && exec "$2/netns-lab.sh" up' sh "$CTL" "$UML_LAB_DIR" ||
         fail "netns lab (see above)"
+fi
+
+# The agent serves the host's requests (lab/uml/connection/uml.py) with the
+# caller's environment, as the command gets it; the command starts once it
+# listens, so the first request never waits for a Python start.
+if [ "$UML_AGENT" = 1 ]; then
+    env -i /bin/sh -c '. "$1/env.sh" && exec /usr/bin/python3 "$2/agent.py" "$1/agent"' sh "$CTL" \
+        "$UML_LAB_DIR" >"$CTL/agent.log" 2>&1 </dev/null &
+    tries=0
+    while [ ! -e "$CTL/agent/ready" ]; do
+        tries=$((tries + 1))
+        [ "$tries" -le 600 ] || fail "the agent did not start in 60 s: $(cat "$CTL/agent.log")"
+        sleep 0.1
+    done
 fi
 
 echo "guest ready"

@@ -5,14 +5,15 @@
 # call it itself.
 #
 #   client netns   eth0 192.168.1.2/24, default via 192.168.1.1
-#   root netns     the director: veth-client 192.168.1.1/24,
+#   clientN netns  (N = 2..LAB_CLIENTS) eth0 192.168.N.2/24, default via 192.168.N.1
+#   root netns     the director: veth-client 192.168.1.1/24 (veth-clientN 192.168.N.1/24),
 #                  veth-rsN 172.16.N.1/24, VIP(s) on dummy0, ip_forward=1
 #   rsN netns      eth0 172.16.N.2/24, default via 172.16.N.1,
 #                  lab/uml/rs_server.py answering "rsN" on TCP+UDP LAB_PORTS
 #   IPVS           TCP VIP:80, NAT (-m), weight 1, to every rsN:80
 #                  (+ the same UDP service when LAB_UDP=1)
 #
-# Knobs (environment): LAB_RS_COUNT (2; up to 9), LAB_VIP (10.0.0.100),
+# Knobs (environment): LAB_RS_COUNT (2; up to 9), LAB_CLIENTS (1; up to 9), LAB_VIP (10.0.0.100),
 # LAB_SCHED (rr), LAB_PORTS (80; space-separated, served by every rsN),
 # LAB_UDP (0), LAB_PYTHON (/usr/bin/python3: present without any venv).
 # Server logs and ready files are in /run/netns-lab.
@@ -51,6 +52,14 @@ veth_ns() {
 }
 
 veth_ns client veth-client 192.168.1.1/24 192.168.1.2/24 192.168.1.1
+# More clients, each with its own address: one client address talking to two
+# VIPs that NAT to the same real server can pick the same source port for
+# both, and the real server then sees one connection where there are two.
+c=2
+while [ "$c" -le "${LAB_CLIENTS:-1}" ]; do
+    veth_ns "client$c" "veth-client$c" "192.168.$c.1/24" "192.168.$c.2/24" "192.168.$c.1"
+    c=$((c + 1))
+done
 
 i=1
 while [ "$i" -le "$N" ]; do

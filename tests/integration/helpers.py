@@ -86,10 +86,13 @@ def run_module(name, args, check=False, diff=False, env=None, timeout=180, pytho
     return result
 
 
-def run_adhoc(module, args, check=False, diff=False, env=None, timeout=180, host="localhost"):
-    """``ansible localhost -m gentle.lb.<module> -a <json>``: the ad-hoc toggle."""
-    cmd = [os.path.join(VENV_BIN, "ansible"), host, "-i", "localhost,", "-c", "local",
-           "-m", "gentle.lb." + module, "-a", json.dumps(args)]
+def run_adhoc(module, args, check=False, diff=False, env=None, timeout=180, host="localhost",
+              connection="local", via=()):
+    """``ansible localhost -m gentle.lb.<module> -a <json>``: the ad-hoc toggle.
+    ``via`` prefixes the command (lab/uml/on-host: the controller on the host,
+    connection "uml" into the guest)."""
+    cmd = list(via) + [os.path.join(VENV_BIN, "ansible"), host, "-i", host + ",", "-c", connection,
+                       "-m", "gentle.lb." + module, "-a", json.dumps(args)]
     if check:
         cmd.append("--check")
     if diff:

@@ -9,14 +9,19 @@ still carrying it on its command line.
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import threading
+import time
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN = os.path.join(REPO, "lab", "uml", "run")
+ON_HOST = os.path.join(REPO, "lab", "uml", "on-host")
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+COLLECTIONS = os.path.join(REPO, ".cache", "collections")
 
 pytestmark = [
     pytest.mark.skipif(
@@ -64,8 +69,25 @@ def active_conns(listing, rs):
     raise AssertionError("%s not in listing:\n%s" % (rs, listing))
 
 
-def test_ipvsadm_lists_an_empty_table(tmp_path):
-    res = uml(tmp_path, "--", "ipvsadm", "-Ln")
+@pytest.fixture(scope="module")
+def empty_table_run(tmp_path_factory):
+    """One `run -- ipvsadm -Ln`, timed: its result, and the wall time of a boot
+    on this machine now (boot, setup, the command, power-off)."""
+    tmp = tmp_path_factory.mktemp("boot")
+    started = time.monotonic()
+    res = uml(tmp, "--", "ipvsadm", "-Ln")
+    return res, time.monotonic() - started, tmp
+
+
+@pytest.fixture(scope="module")
+def boot_seconds(empty_table_run):
+    res, seconds, unused = empty_table_run
+    assert res.returncode == 0, res.stderr
+    return seconds
+
+
+def test_ipvsadm_lists_an_empty_table(empty_table_run):
+    res, unused, tmp = empty_table_run
     assert res.returncode == 0, res.stderr
     # Only ipvsadm's own output: no kernel boot messages on either stream.
     assert res.stdout.splitlines() == [
@@ -74,29 +96,40 @@ def test_ipvsadm_lists_an_empty_table(tmp_path):
         "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
     ]
     assert res.stderr == ""
-    assert_cleaned_up(tmp_path)
+    assert_cleaned_up(tmp)
 
 
 def test_exit_status_output_cwd_and_environment_reach_the_caller(tmp_path):
-    script = 'echo "out $PWD $GENTLE_LB_X $MY_VAR"; echo err >&2; exit 3'
-    res = uml(tmp_path, "--env", "MY_VAR", "--", "sh", "-c", script,
+    # The same boot: lab/uml/on-host refuses to run without --agent.
+    script = ('echo "out $PWD $GENTLE_LB_X $MY_VAR"; echo err >&2; "$1" -- true 2>/dev/null; echo "on-host $?"; '
+              '"$1" -- true 2>&1 >/dev/null | grep -q "start the guest with lab/uml/run --agent" && echo said; exit 3')
+    res = uml(tmp_path, "--env", "MY_VAR", "--", "sh", "-c", script, "sh", ON_HOST,
               env={"GENTLE_LB_X": "passed", "MY_VAR": "named"})
     assert res.returncode == 3
-    assert res.stdout == "out %s passed named\n" % tmp_path
+    assert res.stdout == "out %s passed named\non-host 125\nsaid\n" % tmp_path
     assert res.stderr == "err\n"
     assert_cleaned_up(tmp_path)
 
 
-def test_timeout_kills_the_guest_and_returns_124(tmp_path):
-    res = uml(tmp_path, "--timeout", "3", "--log", str(tmp_path / "console.log"),
-              "--", "sleep", "60", timeout=60)
-    assert res.returncode == 124
-    assert "timeout" in res.stderr
+def test_timeout_kills_the_guest_and_returns_124(tmp_path, boot_seconds):
+    # The timeout must fall while the command runs, not during the boot: give
+    # it twice the boot this machine just took, plus 2 s.
+    timeout = round(2 * boot_seconds + 2, 1)
+    started_file = tmp_path / "started"
+    started = time.monotonic()
+    res = uml(tmp_path, "--timeout", str(timeout), "--log", str(tmp_path / "console.log"),
+              "--", "sh", "-c", 'touch "$1"; exec sleep 600', "sh", str(started_file), timeout=timeout + 120)
+    elapsed = time.monotonic() - started
+    assert res.returncode == 124, res.stderr
+    assert "timeout after %gs" % timeout in res.stderr
+    assert started_file.exists(), "the guest was killed before the command started (boot took %.1f s)" % boot_seconds
+    assert timeout <= elapsed < timeout + 30, (timeout, elapsed)
     # The console log was asked for explicitly; the kept copy is reported.
     assert "Linux version" in (tmp_path / "console.log").read_text()
     kept = re.search(r"guest console log: (\S+)", res.stderr).group(1)
     os.unlink(kept)
     (tmp_path / "console.log").unlink()
+    started_file.unlink()
     assert_cleaned_up(tmp_path)
 
 
@@ -148,3 +181,81 @@ ipvsadm -Ln
     assert active_conns(held, other) == 0
     assert active_conns(released, rs) == 0
     assert_cleaned_up(tmp_path)
+
+
+# -------------------------------------------------------------- --agent
+
+
+AGENT_PLAYBOOK = """
+- name: The controller on the host, the tasks in the guest
+  hosts: guest
+  gather_facts: false
+  tasks:
+    - name: A module in the guest
+      ansible.builtin.command: cat /proc/cpuinfo
+      register: cpuinfo
+      changed_when: false
+    - name: A file to the guest's own /run (put)
+      ansible.builtin.copy:
+        content: "from the host\\n"
+        dest: /run/agent-test.txt
+        mode: "0644"
+    - name: Back from the guest (fetch)
+      ansible.builtin.fetch:
+        src: /run/agent-test.txt
+        dest: "{{ out }}/fetched.txt"
+        flat: true
+    - name: Controller facts
+      ansible.builtin.debug:
+        msg: "GUEST_UML={{ 'User Mode Linux' in cpuinfo.stdout }} HOST_UML={{ 'User Mode Linux' in lookup('file', '/proc/cpuinfo') }}"
+    - name: A failing command, for the exit status
+      ansible.builtin.command: sh -c 'echo failing >&2; exit 3'
+      when: fail_at_the_end | bool
+"""
+
+
+@pytest.mark.skipif(not os.access(os.path.join(VENV_BIN, "ansible-playbook"), os.X_OK),
+                    reason="no .venv (make setup)")
+def test_agent_runs_the_controller_on_the_host_and_its_tasks_in_the_guest(tmp_path):
+    playbook = tmp_path / "agent.yml"
+    playbook.write_text(AGENT_PLAYBOOK)
+    (tmp_path / "inventory").write_text(
+        "guest ansible_connection=uml ansible_python_interpreter=/usr/bin/python3\n")
+    log = tmp_path / "playbook.log"
+
+    def run_playbook(fail, output):
+        return shlex.join([
+            ON_HOST, "--output", str(output), "--env", "ANSIBLE_REMOTE_TMP=/run/ansible-tmp",
+            "--env", "ANSIBLE_NOCOLOR=1", "--", os.path.join(VENV_BIN, "ansible-playbook"),
+            "-i", str(tmp_path / "inventory"), str(playbook), "-e", "out=%s" % tmp_path,
+            "-e", "fail_at_the_end=%s" % fail])
+    # One boot: a good run, a look at the guest, a failing run.
+    script = ('%s; echo "rc=$?"; test ! -e /run/agent-test.txt || echo "guest has the file"; '
+              '%s; echo "rc=$?"; ls -A /run/uml/ctl/agent; ls -A /run/uml/ctl/host'
+              % (run_playbook("false", log), run_playbook("true", tmp_path / "failing.log")))
+    res = uml(tmp_path, "--agent", "--", "sh", "-c", script)
+    assert res.returncode == 0, res.stdout + res.stderr
+    text = log.read_text()
+    assert "GUEST_UML=True HOST_UML=False" in text, text
+    assert re.search(r"guest\s+: ok=4\s+changed=2 .* failed=0", text), text
+    assert (tmp_path / "fetched.txt").read_text() == "from the host\n"
+    assert not os.path.exists("/run/agent-test.txt")  # it went to the guest's /run only
+    lines = res.stdout.splitlines()
+    # The failing task's exit status came back through on-host (2: a host failed).
+    assert lines[:3] == ["rc=0", "guest has the file", "rc=2"], res.stdout
+    assert "failing" in (tmp_path / "failing.log").read_text()
+    # Nothing left in the mailboxes but the agent's own files.
+    assert sorted(lines[3:]) == ["heartbeat", "ready"], res.stdout
+    assert_cleaned_up(tmp_path)
+
+
+@pytest.mark.skipif(not os.access(os.path.join(VENV_BIN, "ansible"), os.X_OK), reason="no .venv (make setup)")
+def test_the_uml_connection_without_an_agent_says_what_to_do(tmp_path):
+    env = dict(os.environ, LAB_UML_AGENT=str(tmp_path), ANSIBLE_NOCOLOR="1", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal",
+               ANSIBLE_CONNECTION_PLUGINS=os.path.join(REPO, "lab", "uml", "connection"))
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible"), "guest", "-i", "guest,", "-c", "uml", "-m", "ping"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode != 0
+    assert ("uml guest agent %s: no agent listens there (no 'ready' file); start the guest with lab/uml/run "
+            "--agent and run the controller through lab/uml/on-host" % tmp_path) in proc.stdout + proc.stderr

@@ -6,7 +6,9 @@
 Each part of guest.py ("checks", "rolling") runs in its own guest, and both
 guests are started as soon as collection shows that a test needs them, so
 they boot and run while the host-side tests (test_lvs_director_render.py)
-run; the `guests` fixture then waits for them.  Their results (results.json
+run; the `guests` fixture then waits for them.  The guests run with
+lab/uml/run --agent: guest.py's ansible-playbook runs are controllers on the
+host (lab/uml/on-host) whose tasks run in the guest.  Their results (results.json
 plus the ansible-playbook logs) are kept in a temporary directory that is
 removed when every test passed (unless GENTLE_LB_KEEP is set) and named in
 the report otherwise.
@@ -32,7 +34,9 @@ from helpers import run_playbook  # noqa: E402
 RUN = os.path.join(REPO, "lab", "uml", "run")
 PYTHON = os.path.join(REPO, ".venv", "bin", "python")
 UML_TESTS = "test_lvs_director_uml.py"
-GUEST_TIMEOUT = 900  # a guest needs 2-5 minutes; more on a host busy with other guests
+# A backstop, not a budget: each stage of a part has its own budget (guest.py),
+# and a failure names the stage that ran long.  A part takes 1-3 minutes.
+GUEST_TIMEOUT = 900
 PARTS = ("checks", "rolling")
 
 
@@ -59,6 +63,7 @@ class Guests(object):
         self.procs = {}
         self.started = None
         self.finished = {}
+        self.returncodes = {}
         self.keep = True
         self.error = None
 
@@ -67,12 +72,12 @@ class Guests(object):
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                         "-subj", "/CN=www.example.test", "-keyout", key, "-out", cert],
                        check=True, capture_output=True)
-        env = dict(os.environ, LAB_PORTS="7")
+        env = dict(os.environ, LAB_PORTS="7", LAB_CLIENTS="2")
         self.started = time.monotonic()
         for part in PARTS:
             out = os.path.join(self.workdir, part)
             os.mkdir(out)
-            argv = [RUN, "--netns-lab", "--timeout", str(GUEST_TIMEOUT), "--",
+            argv = [RUN, "--netns-lab", "--agent", "--timeout", str(GUEST_TIMEOUT), "--",
                     PYTHON, os.path.join(HERE, "guest.py"), part, "--out", out, "--cert", cert, "--key", key]
             if part == "rolling":
                 argv += ["--config", self.render_rolling_config(out)]
@@ -111,9 +116,64 @@ class Guests(object):
     def wait(self):
         for part, proc in self.procs.items():
             if part not in self.finished:
-                proc.wait(timeout=GUEST_TIMEOUT + 60)
+                self.returncodes[part] = proc.wait(timeout=GUEST_TIMEOUT + 60)
                 self.finished[part] = round(time.monotonic() - self.started, 1)
         return self
+
+    def results(self, part):
+        """The part's results.json, or None when the guest wrote none."""
+        try:
+            with open(os.path.join(self.workdir, part, "results.json")) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def failure(self, part, data):
+        """Why a part did not complete: how the guest ended, the stage it was
+        in and for how long, every stage against its budget, the error."""
+        out = os.path.join(self.workdir, part)
+        rc = self.returncodes.get(part)
+        ended = {124: "lab/uml/run killed the guest at its %d s timeout" % GUEST_TIMEOUT,
+                 125: "the guest failed before guest.py reported a status (boot or setup; see uml.log)",
+                 0: "guest.py exited 0"}.get(rc, "guest.py exited %s" % rc)
+        lines = ["guest %s did not complete (%s, %s s after the guests started); its files: %s"
+                 % (part, ended, self.finished.get(part), out)]
+        if data is None:
+            lines.append("it wrote no results.json")
+        else:
+            calibration = data.get("calibration") or {}
+            if calibration:
+                lines.append("guest speed factor %(factor)s (a Python start took %(python_start)s s, "
+                             "%(quiet_python_start)s s on a quiet host): budgets below are scaled by it" % calibration)
+            try:
+                with open(os.path.join(out, "progress.json")) as handle:
+                    progress = json.load(handle)
+            except (OSError, ValueError):
+                progress = {}
+            stages = list(data.get("stages", []))
+            current = data.get("current_stage")
+            if current and "now" in progress:
+                stages.append(dict(current, seconds=progress["now"] - current["started"],
+                                   stall=progress.get("stall", 0), running=True))
+            for stage in stages:
+                budget = stage["budget"] + stage.get("stall", 0)
+                over = stage["seconds"] / budget if budget else 0
+                lines.append("  stage %-50s %s %7.1f s of its %6.1f s budget (%.1f s of it the guest's stall)%s" % (
+                    repr(stage["name"]), "still running:" if stage.get("running") else "ran          ",
+                    stage["seconds"], budget, stage.get("stall", 0), "  <- %.1fx over" % over if over > 1 else ""))
+            if current and "now" not in progress:
+                lines.append("  stage %r was running (no progress file: how long is unknown)" % current["name"])
+            for key, text in sorted((data.get("missed") or {}).items()):
+                lines.append("  missed %s: %s" % (key, text))
+            if data.get("error"):
+                lines.append("error in the guest:\n" + data["error"].rstrip())
+        for name in ("uml.log", "run1.log", "run2.log", "run3.log"):
+            path = os.path.join(out, name)
+            if os.path.exists(path):
+                with open(path, errors="replace") as handle:
+                    tail = handle.read()[-1500:]
+                lines.append("---- %s (tail) ----\n%s" % (name, tail.rstrip()))
+        return "\n".join(lines)
 
     def stop(self):
         for proc in self.procs.values():
@@ -143,25 +203,23 @@ def pytest_terminal_summary(terminalreporter):
     guests = GUESTS.get("guests")
     if guests is None or not guests.finished:
         return
-    data = {}
-    for part in PARTS:
-        try:
-            with open(os.path.join(guests.workdir, part, "results.json")) as handle:
-                data[part] = json.load(handle)
-        except (OSError, ValueError):
-            return
+    data = {part: guests.results(part) for part in PARTS}
+    if None in data.values():
+        return
     checks, rolling = data["checks"], data["rolling"]
     loads = rolling.get("load", {})
     terminalreporter.write_line(
         "lvs_director measured: hung page out %s s, back %s s; sorry server in %s s, out %s s; "
         "maintenance file out %s s, back %s s; drain with requests in flight %s s; "
-        "rolling deploy %s failed of %s requests; guests %s s" % (
+        "rolling deploy %s failed of %s requests; guests %s s (speed factor %s, stalled %s s)" % (
             "/".join(str(v) for v in sorted(checks.get("hang_out_seconds", {}).values())),
             checks.get("recover_seconds"), checks.get("sorry_in_seconds"), checks.get("sorry_out_seconds"),
             checks.get("maint_file_out_seconds"), checks.get("maint_file_back_seconds"),
             (checks.get("run2", {}).get("results") or [{}])[0].get("waited"),
             sum(v.get("failed", 0) for v in loads.values()), sum(v.get("sent", 0) for v in loads.values()),
-            "/".join("%s %s" % (p, guests.finished.get(p)) for p in PARTS)))
+            "/".join("%s %s" % (p, guests.finished.get(p)) for p in PARTS),
+            "/".join(str((data[p].get("calibration") or {}).get("factor")) for p in PARTS),
+            "/".join(str(data[p].get("stall_total")) for p in PARTS)))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -5,11 +5,11 @@ real IPVS and Debian's keepalived, and writes what it observed to
 OUT/results.json (after every step, so a failure still leaves the story);
 the host-side tests (test_*.py beside this file) assert on it.
 
-    LAB_PORTS=7 lab/uml/run --netns-lab -- .venv/bin/python guest.py checks --out DIR --cert C --key K
-    LAB_PORTS=7 lab/uml/run --netns-lab -- .venv/bin/python guest.py rolling --out DIR --config F
+    LAB_PORTS=7 LAB_CLIENTS=2 lab/uml/run --netns-lab --agent -- .venv/bin/python guest.py checks --out DIR --cert C --key K
+    LAB_PORTS=7 LAB_CLIENTS=2 lab/uml/run --netns-lab --agent -- .venv/bin/python guest.py rolling --out DIR --config F
 
 Lab (from lab/uml/netns-lab.sh, LAB_PORTS=7 so ports 80/443 are free):
-client 192.168.1.2 -> director (VIPs 10.0.0.100 and 10.0.0.101 on dummy0,
+client 192.168.1.2 and client2 192.168.2.2 -> director (VIPs 10.0.0.100 and 10.0.0.101 on dummy0,
 two "carriers") -> rs1 172.16.1.2 and rs2 172.16.2.2 (NAT).  keepalived runs
 in the foreground with its pid files on the guest's tmpfs /run, everything
 of the role goes under /run/lvsd (root-owned, as keepalived's script
@@ -18,6 +18,7 @@ host except OUT.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ VENV_BIN = os.path.join(REPO, ".venv", "bin")
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")
 CHECKAPP = os.path.join(HERE, "checkapp.py")
 PLAYBOOKS = os.path.join(HERE, "playbooks")
+ON_HOST = os.path.join(REPO, "lab", "uml", "on-host")
 GUEST_PY = "/usr/bin/python3"
 
 RUN = "/run/lvsd"
@@ -48,6 +50,7 @@ NOTIFY_LOG = RUN + "/notify.log"
 HOOK_LOG = RUN + "/hook.log"
 
 VIPS = ["10.0.0.100", "10.0.0.101"]
+CLIENTS = ["client", "client2"]  # the netns lab's client namespaces (LAB_CLIENTS=2)
 RS = {"rs1": "172.16.1.2", "rs2": "172.16.2.2"}
 SORRY_IP = "10.0.0.254"
 SORRY = SORRY_IP + ":8099"
@@ -55,30 +58,119 @@ SORRY = SORRY_IP + ":8099"
 WWW_DELAY_LOOP = 2
 WWW_CONNECT_TIMEOUT = 1
 HOST_HEADER = "www.example.test"
+# One start of the guest's Python on a quiet 2-core host; the guest measures
+# its own at the start (calibrate) and scales every stage's budget by the ratio.
+QUIET_PYTHON_START = 0.2
+# Fixed part of a timing bound: the table is polled every 0.05-0.1 s, and
+# keepalived needs a moment to act on a check's result.  The guest's measured
+# stall in the same window comes on top (Lab.stall).
+POLL_SLACK = 0.5
 
 
 class Lab(object):
+    """The part's record (OUT/results.json, rewritten after every change) and
+    the tools it is measured with.
+
+    A part is a sequence of named stages, each with a budget: twice what it
+    takes on a quiet host, times the guest's speed factor (calibrate).  A
+    stage over its budget fails nothing by itself; when something fails, the
+    host names the stage it was in and how far over budget each one ran."""
+
     def __init__(self, out):
         self.out = out
-        self.results = {"steps": []}
+        self.results = {"stages": []}
         self.procs = []
         self.t_start = time.monotonic()
+        self.factor = 1.0
+        self.lags = []  # (seconds since start, how late a 50 ms sleep woke up)
 
     # -- bookkeeping --
+
+    def now(self):
+        return time.monotonic() - self.t_start
 
     def record(self, key, value):
         self.results[key] = value
         self.save()
 
-    def step(self, text):
-        self.results["steps"].append("%7.2f %s" % (time.monotonic() - self.t_start, text))
+    @contextlib.contextmanager
+    def stage(self, name, quiet):
+        """A stage that takes about QUIET seconds on a quiet host.  Its budget:
+        twice that, times the speed factor, plus the guest's stall meanwhile."""
+        started = self.now()
+        entry = {"name": name, "started": round(started, 2), "budget": round(2 * quiet * self.factor, 1)}
+        self.results["current_stage"] = entry
+        self.save()
+        yield
+        entry["seconds"] = round(self.now() - started, 2)
+        entry["stall"] = self.stall(started)
+        self.results["stages"].append(entry)
+        del self.results["current_stage"]
         self.save()
 
+    def calibrate(self):
+        """The guest's speed now: three starts of its Python against a quiet host's."""
+        times = []
+        for unused in range(3):
+            started = time.monotonic()
+            subprocess.run([GUEST_PY, "-c", "pass"], check=True)
+            times.append(time.monotonic() - started)
+        python_start = sorted(times)[1]
+        self.factor = max(1.0, python_start / QUIET_PYTHON_START)
+        self.record("calibration", {"python_start": round(python_start, 3), "quiet_python_start": QUIET_PYTHON_START,
+                                    "factor": round(self.factor, 2)})
+
+    def watch(self):
+        """In the background: how late the guest wakes up from a 50 ms sleep
+        (the lab's own delay, which a measured time includes), and a progress
+        file the host reads when the guest is cut short."""
+        def run():
+            last_beat = 0.0
+            while True:
+                before = time.monotonic()
+                time.sleep(0.05)
+                late = time.monotonic() - before - 0.05
+                self.lags.append((before + 0.05 - self.t_start, late))
+                if self.now() - last_beat >= 2:
+                    last_beat = self.now()
+                    stage = self.results.get("current_stage")
+                    publish_json(os.path.join(self.out, "progress.json"), {
+                        "now": round(last_beat, 1), "stage": stage,
+                        "stall": self.stall(stage["started"]) if stage else 0})
+        threading.Thread(target=run, daemon=True).start()
+
+    def log_connections(self):
+        """GENTLE_LB_IPVS_CONN_LOG=1: every change of IPVS's connection table
+        (client port, VIP, real server, state) to OUT/connections.log, for
+        reading a failed request of the load generator."""
+        def run():
+            known = {}
+            with open(os.path.join(self.out, "connections.log"), "w") as log:
+                while True:
+                    with open("/proc/net/ip_vs_conn") as handle:
+                        lines = handle.read().splitlines()[1:]
+                    seen = {}
+                    for line in lines:
+                        f = line.split()
+                        key = (hexaddr(f[1] + ":" + f[2]), hexaddr(f[3] + ":" + f[4]))
+                        seen[key] = (hexaddr(f[5] + ":" + f[6]), f[7])
+                    for key, value in seen.items():
+                        if known.get(key) != value:
+                            log.write("%.2f %s -> %s %s %s\n" % (self.now(), key[0], key[1], value[0], value[1]))
+                    for key in set(known) - set(seen):
+                        log.write("%.2f %s -> %s gone\n" % (self.now(), key[0], key[1]))
+                    log.flush()
+                    known = seen
+                    time.sleep(0.25)
+        threading.Thread(target=run, daemon=True).start()
+
+    def stall(self, since, until=None):
+        """Seconds the guest woke up late between two times of the part (see watch)."""
+        until = self.now() if until is None else until
+        return round(sum(late for t, late in list(self.lags) if since <= t <= until), 2)
+
     def save(self):
-        tmp = os.path.join(self.out, "results.json.tmp")
-        with open(tmp, "w") as handle:
-            json.dump(self.results, handle, indent=1, sort_keys=True)
-        os.rename(tmp, os.path.join(self.out, "results.json"))
+        publish_json(os.path.join(self.out, "results.json"), self.results)
 
     # -- processes --
 
@@ -138,46 +230,64 @@ class Lab(object):
                 return None
             time.sleep(interval)
 
+    def measure(self, key, predicate, timeout, what, interval=0.05):
+        """Record in KEY the seconds until predicate(table) held, with the
+        guest's stall in that time under stall[KEY]; when it never held,
+        None and, under missed[KEY], what was waited for and the table then."""
+        started = self.now()
+        seconds = self.wait(predicate, timeout, interval)
+        self.results[key] = seconds
+        self.results.setdefault("stall", {})[key] = self.stall(started)
+        if seconds is None:
+            self.results.setdefault("missed", {})[key] = "%s: not within %g s; the table then: %s" % (
+                what, timeout, json.dumps(self.table(), sort_keys=True))
+        self.save()
+        return seconds
+
     # -- Ansible --
 
     def playbook(self, playbook, extra_vars, inventory=None, label=None):
-        vars_file = os.path.join(RUN, "vars-%s.json" % (label or "run"))
+        """ansible-playbook on the host (lab/uml/on-host), its tasks here in the
+        guest through the agent ("uml" connection, the inventory's): the
+        controller's own work at the host's speed, the modules on this
+        director, as a controller reaching a director over SSH would run them."""
+        label = label or "run"
+        # The host reads these: they go to OUT, not to the guest's /run.
+        vars_file = os.path.join(self.out, "vars-%s.json" % label)
         with open(vars_file, "w") as handle:
             json.dump(extra_vars, handle)
-        env = dict(os.environ)
-        env.update(
-            ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
-            ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_FORCE_COLOR="0",
-            ANSIBLE_RETRY_FILES_ENABLED="false",
-            ANSIBLE_LOCAL_TEMP=RUN + "/ansible-local",
-            ANSIBLE_REMOTE_TEMP=RUN + "/ansible-remote",
-            ANSIBLE_HOME=RUN + "/ansible-home",
-            ANSIBLE_PYTHON_INTERPRETER=os.path.join(VENV_BIN, "python"),
-            ANSIBLE_HOST_KEY_CHECKING="false",
-            ANSIBLE_LOCALHOST_WARNING="false",
-            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-            ANSIBLE_DEPRECATION_WARNINGS="false",
-            PATH=VENV_BIN + ":" + env.get("PATH", ""),
-        )
+        env = {
+            "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
+            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_RETRY_FILES_ENABLED": "false",
+            # Module files are put and run on the guest's tmpfs.
+            "ANSIBLE_REMOTE_TMP": RUN + "/ansible-remote",
+            # The director's Debian Python: no Ansible installed there, as on a real director.
+            "ANSIBLE_PYTHON_INTERPRETER": GUEST_PY,
+            "ANSIBLE_HOST_KEY_CHECKING": "false",
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+            "ANSIBLE_DEPRECATION_WARNINGS": "false",
+        }
         peers = os.path.join(REPO, ".venv-peers", "lib", "python3.13", "site-packages")
         if os.environ.get("GENTLE_LB_PROFILE") and os.path.isdir(peers):
             # Per-task times (ansible.posix.profile_tasks from the peers venv), for tuning only.
             env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS + ":" + peers
             env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
-        cmd = [os.path.join(VENV_BIN, "ansible-playbook"),
-               "-i", inventory or os.path.join(PLAYBOOKS, "inventory"),
-               os.path.join(PLAYBOOKS, playbook), "-e", "@" + vars_file]
-        # The output goes to OUT/<label>.log as it comes, so a run the guest's
-        # timeout cuts short still shows how far it got.
-        log = os.path.join(self.out, "%s.log" % (label or "run"))
+        # The host writes the output to OUT/<label>.log as it comes, so a run
+        # the guest's timeout cuts short still shows how far it got.
+        log = os.path.join(self.out, "%s.log" % label)
+        cmd = [ON_HOST, "--output", log, "--cwd", REPO]
+        cmd += ["--env=%s=%s" % item for item in sorted(env.items())]
+        cmd += ["--", os.path.join(VENV_BIN, "ansible-playbook"),
+                "-i", inventory or os.path.join(PLAYBOOKS, "inventory"),
+                os.path.join(PLAYBOOKS, playbook), "-e", "@" + vars_file]
         started = time.monotonic()
-        with open(log, "w") as handle:
-            proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, text=True, env=env,
-                                  timeout=900, cwd=REPO, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
         elapsed = round(time.monotonic() - started, 2)
-        stdout = read(log)
+        stdout = read(log) + proc.stdout + proc.stderr
         recap = {}
         for line in stdout.splitlines():
             match = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
@@ -199,6 +309,13 @@ def hexaddr(text):
     """ "0A000064:0050" -> "10.0.0.100:80" (IPv4, as /proc/net/ip_vs writes it)."""
     addr, port = text.split(":")
     return "%s:%d" % (".".join(str(int(addr[i:i + 2], 16)) for i in range(0, 8, 2)), int(port, 16))
+
+
+def publish_json(path, data):
+    """Write PATH whole or not at all (the host may read it at any time)."""
+    with open(path + ".tmp", "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+    os.rename(path + ".tmp", path)
 
 
 def read(path):
@@ -237,7 +354,7 @@ def wait_files(paths, timeout=30):
 
 def prepare(lab):
     """Directories of the role under /run (root-owned), the second VIP, an empty table."""
-    for d in (RUN, STATE, BIN, RUN + "/ansible-local", RUN + "/ansible-remote"):
+    for d in (RUN, STATE, BIN, RUN + "/ansible-remote"):
         os.makedirs(d, exist_ok=True)
         os.chmod(d, 0o755)
     lab.sh("ipvsadm", "-C")  # the netns lab's own service: keepalived owns the table here
@@ -391,73 +508,87 @@ setsid keepalived -f %(conf)s -n -l -D -p %(pid)s -r %(run)s/vrrp.pid -c %(run)s
 """ % {"pid": PIDFILE, "conf": CONF, "run": RUN, "log": KA_LOG})
     os.makedirs(os.path.dirname(CONF), exist_ok=True)
     extra = lab_vars(part)
-    lab.record("run1", lab.playbook("director.yml", extra, label="run1"))
-    lab.record("config", read(CONF))
-    lab.record("table_ready_seconds", lab.wait(lambda t: all(t[s] == w for s, w in expected.items()), 30))
-    lab.record("table_after_start", lab.table())
-    if lab.results["table_ready_seconds"] is None:
-        raise RuntimeError("the IPVS table never matched the configuration after role run 1")
-    lab.step("role run 1: keepalived up")
+    with lab.stage("role run 1: render, validate, start keepalived", quiet=25):
+        lab.record("run1", lab.playbook("director.yml", extra, label="run1"))
+        lab.record("config", read(CONF))
+        run1 = lab.results["run1"]
+        if run1["rc"] != 0:
+            raise RuntimeError("role run 1 failed (rc %d):\n%s" % (run1["rc"], run1["tail"]))
+        ready = lab.measure("table_ready_seconds", lambda t: all(t[s] == w for s, w in expected.items()), 30,
+                            "the IPVS table of the configuration after role run 1")
+        lab.record("table_after_start", lab.table())
+        if ready is None:
+            raise RuntimeError(lab.results["missed"]["table_ready_seconds"])
     return extra
 
 
 def part_checks(lab, args):
     write_script(BIN + "/dynweight", "#!/bin/sh\nexit 7\n")  # misc_dynamic: weight 7 - 2 = 5
-    start_checkapps(lab, args)
-    lab.step("servers up")
+    with lab.stage("servers up", quiet=7):
+        start_checkapps(lab, args)
     expected = {s: {rs("rs1", 80): 2, rs("rs2", 80): 1} for s in WWW}
     expected.update({s: {rs("rs1", 443): 2, rs("rs2", 443): 1} for s in TLS})
     expected[ECHO] = {rs("rs1", 7): 2, rs("rs2", 7): 1}
     expected["fwmark:1"] = {rs("rs1", 80): 5, rs("rs2", 80): 5}
     extra = start_director(lab, "checks", expected)
 
-    # Traffic from the client namespace through both carriers, HTTP and HTTPS.
-    lab.record("client_www", {v: client_get(lab, "http://%s/" % v, 3) for v in VIPS})
-    lab.record("client_tls", {v: client_get(lab, "https://%s/" % v, 2, insecure=True) for v in VIPS})
-    lab.step("client traffic")
+    with lab.stage("client traffic", quiet=5):
+        # Traffic from the client namespace through both carriers, HTTP and HTTPS.
+        lab.record("client_www", {v: client_get(lab, "http://%s/" % v, 3) for v in VIPS})
+        lab.record("client_tls", {v: client_get(lab, "https://%s/" % v, 2, insecure=True) for v in VIPS})
 
-    # web1's health page hangs on port 80; the port stays open.
-    hang = "%s/rs1.80.hang" % STATE
-    touch(hang)
-    per_service = {}
-    started = time.monotonic()
-    while len(per_service) < len(WWW) and time.monotonic() - started < 15:
-        table = lab.table()
-        for svc in WWW:
-            if svc not in per_service and table.get(svc, {}).get(rs("rs1", 80)) == 0:
-                per_service[svc] = round(time.monotonic() - started, 2)
-        time.sleep(0.05)
-    lab.record("hang_out_seconds", per_service)
-    with socket.create_connection((RS["rs1"], 80), timeout=2):
-        lab.record("hang_port_open", True)
-    lab.record("hang_table", lab.table())
-    lab.record("hang_client", client_get(lab, "http://%s/" % VIPS[0], 3))
-    rm(hang)
-    lab.record("recover_seconds", lab.wait(lambda t: all(t[s][rs("rs1", 80)] == 2 for s in WWW), 15))
-    lab.step("hung page out and back")
+    with lab.stage("hung page out and back", quiet=6):
+        # web1's health page hangs on port 80; the port stays open.
+        hang = "%s/rs1.80.hang" % STATE
+        touch(hang)
+        per_service = {}
+        started, t_started = time.monotonic(), lab.now()
+        while len(per_service) < len(WWW) and time.monotonic() - started < 15:
+            table = lab.table()
+            for svc in WWW:
+                if svc not in per_service and table.get(svc, {}).get(rs("rs1", 80)) == 0:
+                    per_service[svc] = round(time.monotonic() - started, 2)
+            time.sleep(0.05)
+        lab.record("hang_out_seconds", per_service)
+        lab.results.setdefault("stall", {})["hang_out_seconds"] = lab.stall(t_started)
+        with socket.create_connection((RS["rs1"], 80), timeout=2):
+            lab.record("hang_port_open", True)
+        lab.record("hang_table", lab.table())
+        lab.record("hang_client", client_get(lab, "http://%s/" % VIPS[0], 3))
+        rm(hang)
+        lab.measure("recover_seconds", lambda t: all(t[s][rs("rs1", 80)] == 2 for s in WWW), 15,
+                    "web1 back at weight 2 in www on both carriers after its page recovered")
 
-    # A maintenance file by hand (address:port: this port only), as an operator
-    # would: keepalived quiesces web2 in www within maintenance delay_loop + 1 s.
-    os.makedirs(MAINT, exist_ok=True)
-    touch(MAINT + "/" + rs("rs2", 80))
-    lab.record("maint_file_out_seconds", lab.wait(lambda t: all(t[s][rs("rs2", 80)] == 0 for s in WWW), 15))
-    lab.record("maint_file_table", lab.table())
-    rm(MAINT + "/" + rs("rs2", 80))
-    lab.record("maint_file_back_seconds", lab.wait(lambda t: all(t[s][rs("rs2", 80)] == 1 for s in WWW), 15))
-    lab.step("maintenance file by hand")
+    with lab.stage("maintenance file by hand", quiet=5):
+        # A maintenance file by hand (address:port: this port only), as an operator
+        # would: keepalived quiesces web2 in www within maintenance delay_loop + 1 s.
+        os.makedirs(MAINT, exist_ok=True)
+        touch(MAINT + "/" + rs("rs2", 80))
+        lab.measure("maint_file_out_seconds", lambda t: all(t[s][rs("rs2", 80)] == 0 for s in WWW), 15,
+                    "web2 at weight 0 in www after its maintenance file appeared")
+        lab.record("maint_file_table", lab.table())
+        rm(MAINT + "/" + rs("rs2", 80))
+        lab.measure("maint_file_back_seconds", lambda t: all(t[s][rs("rs2", 80)] == 1 for s in WWW), 15,
+                    "web2 back at weight 1 in www after its maintenance file went")
 
-    # Every real server of www down: the sorry server takes over.
-    for name in RS:
-        touch("%s/%s.80.down" % (STATE, name))
-    lab.record("sorry_in_seconds", lab.wait(lambda t: all(SORRY in t[s] for s in WWW), 15))
-    lab.record("sorry_table", lab.table())
-    lab.record("sorry_client", client_get(lab, "http://%s/" % VIPS[1], 2))
-    for name in RS:
-        rm("%s/%s.80.down" % (STATE, name))
-    lab.record("sorry_out_seconds", lab.wait(
-        lambda t: all(SORRY not in t[s] and t[s][rs("rs1", 80)] == 2 for s in WWW), 15))
-    lab.step("sorry server in and out")
+    with lab.stage("sorry server in and out", quiet=6):
+        # Every real server of www down: the sorry server takes over.
+        for name in RS:
+            touch("%s/%s.80.down" % (STATE, name))
+        lab.measure("sorry_in_seconds", lambda t: all(SORRY in t[s] for s in WWW), 15,
+                    "the sorry server in www with every real server down")
+        lab.record("sorry_table", lab.table())
+        lab.record("sorry_client", client_get(lab, "http://%s/" % VIPS[1], 2))
+        for name in RS:
+            rm("%s/%s.80.down" % (STATE, name))
+        lab.measure("sorry_out_seconds", lambda t: all(SORRY not in t[s] and t[s][rs("rs1", 80)] == 2 for s in WWW),
+                    15, "the sorry server out of www again, web1 back")
 
+    with lab.stage("drain with requests in flight, reload, restore", quiet=50):
+        drain_reload_restore(lab, extra, expected)
+
+
+def drain_reload_restore(lab, extra, expected):
     # One playbook: a drain of web1 through the maintenance file while requests
     # are in flight on it, a weight change for web2 (validate + SIGHUP) while
     # web1 is drained, the restore.
@@ -518,32 +649,40 @@ def part_checks(lab, args):
     lab.record("reload_log", {"reloading": text.count("Reloading ..."),
                               "starting": text.count("Starting Keepalived"),
                               "stopping": text.count("Stopping")})
-    lab.step("drain, reload, restore")
     time.sleep(1.5)  # the last notify scripts may still be starting (forks are slow here)
     lab.record("notify_log", read(NOTIFY_LOG).splitlines())
     lab.record("hook_log", read(HOOK_LOG).splitlines())
 
 
 def part_rolling(lab, args):
-    """The role already rendered and validated --config on the host (conftest.py:
-    a role run costs about a minute here, the checks part proves it in a
-    guest); keepalived starts on that file."""
-    start_apps(lab)
-    lab.step("apps up")
+    """The role already rendered and validated --config on the host
+    (conftest.py; the checks part proves the role's own run in the guest);
+    keepalived starts on that file."""
+    with lab.stage("apps up", quiet=3):
+        start_apps(lab)
     expected = {s: {rs("rs1", 8080): 2, rs("rs2", 8080): 1} for s in APP}
     extra = lab_vars("rolling")
-    lab.spawn(["keepalived", "-f", args.config, "-n", "-l", "-D", "-p", PIDFILE,
-               "-r", RUN + "/vrrp.pid", "-c", RUN + "/check.pid"], KA_LOG)
-    lab.record("table_ready_seconds", lab.wait(lambda t: all(t[s] == w for s, w in expected.items()), 30))
-    if lab.results["table_ready_seconds"] is None:
-        raise RuntimeError("the IPVS table never matched the configuration")
-    lab.step("keepalived up")
+    with lab.stage("keepalived up", quiet=2):
+        lab.spawn(["keepalived", "-f", args.config, "-n", "-l", "-D", "-p", PIDFILE,
+                   "-r", RUN + "/vrrp.pid", "-c", RUN + "/check.pid"], KA_LOG)
+        if lab.measure("table_ready_seconds", lambda t: all(t[s] == w for s, w in expected.items()), 30,
+                       "the IPVS table of the rendered configuration") is None:
+            raise RuntimeError(lab.results["missed"]["table_ready_seconds"])
+    with lab.stage("rolling deploy of web1 and web2 under load", quiet=120):
+        rolling_deploy(lab, extra)
 
+
+def rolling_deploy(lab, extra):
     until = STATE + "/load.stop"
     loads = {}
-    for vip in VIPS:
+    # The load generators' "t" (failure samples, timeline) counts from here.
+    lab.record("load_started_at", round(lab.now(), 2))
+    # One client address per carrier (LAB_CLIENTS=2): with one address for
+    # both, the kernel may give a connection to each VIP the same source port,
+    # and after NAT the real server sees both as one (a request then hangs).
+    for vip, client in zip(VIPS, CLIENTS):
         loads[vip] = lab.spawn(
-            ["ip", "netns", "exec", "client", GUEST_PY, os.path.join(REPO, "lab", "loadgen.py"),
+            ["ip", "netns", "exec", client, GUEST_PY, os.path.join(REPO, "lab", "loadgen.py"),
              "--url", "http://%s:8080/" % vip, "--until-file", until, "--duration", "400",
              "--concurrency", "2", "--rate", "5", "--keepalive-share", "0.3", "--slow-share", "0.1",
              "--slow-ms", "300", "--json-out", "%s/load-%s.json" % (STATE, vip), "--quiet"],
@@ -558,6 +697,7 @@ def part_rolling(lab, args):
     thread = threading.Thread(target=sampler, daemon=True)
     time.sleep(2)
     thread.start()
+    lab.record("run3_started_at", round(lab.now(), 2))
     lab.record("run3", lab.playbook(os.path.join(REPO, "playbooks", "rolling_deploy.yml"),
                                     dict(extra, rolling_deploy_hosts="web"), label="run3"))
     time.sleep(2)
@@ -571,15 +711,16 @@ def part_rolling(lab, args):
     lab.record("table_after_run3", lab.table())
     # Each node in turn at weight 0 in both app services, never both at once.
     # [web1 .100, web2 .100, web1 .101, web2 .101] weights, each change once.
-    changes = []
-    for unused, t in samples:
+    changes, times = [], []
+    for when, t in samples:
         row = [t.get(s, {}).get(r) for s in APP for r in (rs("rs1", 8080), rs("rs2", 8080))]
         if not changes or changes[-1] != row:
             changes.append(row)
+            times.append(when)
     lab.record("rolling_weights", changes)
+    lab.record("rolling_weights_at", times)  # seconds of the part, for reading a failure sample
     log = read(os.path.join(lab.out, "run3.log"))
     lab.record("run3_hooks", debug_vars(log, "lvs_director_result"))
-    lab.step("rolling deploy")
     time.sleep(1.5)
     lab.record("notify_log", read(NOTIFY_LOG).splitlines())
 
@@ -596,11 +737,15 @@ def main(argv):
     parser.add_argument("--config", help="rolling: keepalived.conf rendered by the role on the host")
     args = parser.parse_args(argv)
     if not os.path.exists("/run/netns/client"):
-        print("guest.py: run me with lab/uml/run --netns-lab (LAB_PORTS=7)", file=sys.stderr)
+        print("guest.py: run me with lab/uml/run --netns-lab --agent (LAB_PORTS=7 LAB_CLIENTS=2)", file=sys.stderr)
         return 2
     lab = Lab(args.out)
+    lab.watch()
+    if os.environ.get("GENTLE_LB_IPVS_CONN_LOG") == "1":
+        lab.log_connections()
     rc = 0
     try:
+        lab.calibrate()
         prepare(lab)
         PARTS[args.part](lab, args)
         lab.record("completed", True)
@@ -608,6 +753,8 @@ def main(argv):
         lab.record("error", traceback.format_exc())
         rc = 1
     finally:
+        lab.results["stall_total"] = lab.stall(0)
+        lab.results["stall_max"] = round(max([late for unused, late in lab.lags] or [0]), 2)
         lab.record("keepalived_log", lab.ka_log().splitlines()[-300:] if os.path.exists(KA_LOG) else [])
         pid = read(PIDFILE).strip()
         if pid.isdigit():

@@ -286,12 +286,34 @@ BAD_INPUTS = [
         {"name": "x", "vip": "10.0.0.1", "port": 80, "scheduler": "fastest"}]}, "fastest"),
     ("command without command", {"lvs_director_reload_method": "command", "lvs_director_reload_command": []},
      "lvs_director_reload_command is empty"),
+    # The version check says what it ran and what came back, never "keepalived 0".
+    ("keepalived prints no version", {"lvs_director_keepalived_binary": "FAKE:echo 'Segmentation fault' >&2; exit 139"},
+     "keepalived FAKE: `FAKE --version` printed no version (exit status 139: Segmentation fault)"),
+    ("keepalived missing", {"lvs_director_keepalived_binary": "/nonexistent/keepalived"},
+     "keepalived /nonexistent/keepalived: `/nonexistent/keepalived --version` printed no version (exit status 2: "),
+    ("keepalived 1.x", {"lvs_director_keepalived_binary": "FAKE:echo 'Keepalived v1.3.5 (03/19,2017)' >&2"},
+     "keepalived 1.3.5 is too old: gentle.lb.lvs_director writes lvs_sched"),
 ]
+
+
+def fake_keepalived(tmp_path, label, case):
+    """Turn a "FAKE:<shell>" keepalived binary into a script; the words expected then name its path."""
+    binary = case.get("lvs_director_keepalived_binary", "keepalived")
+    if not binary.startswith("FAKE:"):
+        return case, None
+    script = tmp_path / ("keepalived-" + re.sub(r"\W+", "-", label))
+    script.write_text("#!/bin/sh\n%s\n" % binary[len("FAKE:"):])
+    script.chmod(0o755)
+    return dict(case, lvs_director_keepalived_binary=str(script)), str(script)
 
 
 def test_bad_inputs_are_refused_before_anything_is_written(workdir, rendered, tmp_path):
     """All cases in one ansible-playbook run: each includes the role in a block and keeps its message."""
-    cases = [dict(base_vars(tmp_path / "never"), **case) for unused, case, unused2 in BAD_INPUTS]
+    cases, expected = [], []
+    for label, case, words in BAD_INPUTS:
+        case, script = fake_keepalived(tmp_path, label, case)
+        cases.append(dict(base_vars(tmp_path / "never", lvs_director_keepalived_binary="keepalived"), **case))
+        expected.append((label, words.replace("FAKE", script) if script else words))
     playbook = tmp_path / "bad.yml"
     playbook.write_text("""
 - name: Every bad input fails the role
@@ -317,6 +339,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(workdir, rendered, tm
         name: gentle.lb.lvs_director
       vars:
         lvs_director_install: "{{ case.lvs_director_install }}"
+        lvs_director_keepalived_binary: "{{ case.lvs_director_keepalived_binary }}"
         lvs_director_verify: "{{ case.lvs_director_verify }}"
         lvs_director_config_path: "{{ case.lvs_director_config_path }}"
         lvs_director_notify_script: "{{ case.lvs_director_notify_script }}"
@@ -343,8 +366,9 @@ def test_bad_inputs_are_refused_before_anything_is_written(workdir, rendered, tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     messages = json.loads(re.search(r"MESSAGES=(\[.*\])", proc.stdout).group(1).replace('\\"', '"'))
     assert len(messages) == len(BAD_INPUTS)
-    for (label, unused, words), message in zip(BAD_INPUTS, messages):
+    for (label, words), message in zip(expected, messages):
         assert words in message, "%s: %s" % (label, message)
+        assert "keepalived 0" not in message, "%s: %s" % (label, message)
     assert not (tmp_path / "never").exists()
 
 

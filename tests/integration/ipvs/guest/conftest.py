@@ -75,6 +75,39 @@ def pytest_sessionfinish(session):
 
 
 # --------------------------------------------------------------------------
+# The guest's own delay
+# --------------------------------------------------------------------------
+
+class StallProbe(object):
+    """How late the guest wakes up from a 50 ms sleep, all session long: the
+    part of a measured delay that was the lab's (a guest starved of CPU), not
+    the module's.  A bound on "how promptly" adds the stall of its window."""
+
+    def __init__(self):
+        self.lags = []  # (monotonic time, seconds late)
+        thread = threading.Thread(target=self.run, daemon=True)
+        thread.start()
+
+    def run(self):
+        while True:
+            before = time.monotonic()
+            time.sleep(0.05)
+            self.lags.append((before + 0.05, time.monotonic() - before - 0.05))
+
+    def between(self, since, until):
+        return sum(late for when, late in list(self.lags) if since <= when <= until)
+
+
+STALLS = StallProbe() if os.environ.get("GENTLE_LB_IPVS_GUEST") == "1" else None
+
+
+@pytest.fixture
+def stall():
+    """stall(since, until): seconds the guest was stalled between two monotonic times."""
+    return STALLS.between
+
+
+# --------------------------------------------------------------------------
 # The director
 # --------------------------------------------------------------------------
 

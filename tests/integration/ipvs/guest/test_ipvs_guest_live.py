@@ -16,6 +16,11 @@ same real server revives them, so a test must never inherit another's."""
 
 import time
 
+# The module polls every 0.2 s (Director.member); once the connections are
+# gone it returns within that, one more look at the table and its own exit:
+# 2 s here, plus whatever the guest was stalled meanwhile (measured).
+PROMPT = 2.0
+
 
 def rs(index, port):
     return ("-t 10.0.0.100:%d" % port, "172.16.%d.2:%d" % (index, port))
@@ -37,7 +42,13 @@ def wait_for(predicate, timeout=20.0):
         time.sleep(0.05)
 
 
-def test_drain_waits_for_live_connections_and_returns_promptly(lab, director):
+def assert_prompt(returned_after, stalled):
+    assert returned_after < PROMPT + stalled, "returned %.2f s after the connections closed, over %.1f s + %.2f s " \
+        "(the guest's stall meanwhile) by %.2f s" % (returned_after, PROMPT, stalled,
+                                                     returned_after - PROMPT - stalled)
+
+
+def test_drain_waits_for_live_connections_and_returns_promptly(lab, director, stall):
     port = 81
     rs1 = rs(1, port)
     held = pin_connections_on_rs1(lab, director, 3, port)
@@ -59,11 +70,11 @@ def test_drain_waits_for_live_connections_and_returns_promptly(lab, director):
     assert result["changed"] is True
     assert result["members"][0]["sessions"] == 0 and result["members"][0]["state"] == "drained"
     assert result["waited"] >= 2.0
-    assert returned_after < 2.0, "returned %.2fs after the connections closed" % returned_after
+    assert_prompt(returned_after, stall(held.released_at, call.finished_at))
     print("drain returned %.2fs after release, waited %.2fs" % (returned_after, result["waited"]))
 
 
-def test_absent_drains_waits_then_deletes(lab, director):
+def test_absent_drains_waits_then_deletes(lab, director, stall):
     port = 82
     rs1 = rs(1, port)
     held = pin_connections_on_rs1(lab, director, 2, port)
@@ -75,7 +86,7 @@ def test_absent_drains_waits_then_deletes(lab, director):
     assert rs1 in director.dests(), "deleted while connections were open"
     held.release()
     assert call.done.wait(30)
-    assert call.finished_at - held.released_at < 2.0
+    assert_prompt(call.finished_at - held.released_at, stall(held.released_at, call.finished_at))
     assert call.result["changed"] is True and call.result["members"][0]["state"] == "absent"
     assert rs1 not in director.dests()
     assert lab.ask(port) in ("rs2", "rs3")
