@@ -27,6 +27,7 @@ __metaclass__ = type
 import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -55,6 +56,7 @@ from ansible_collections.gentle.lb.plugins.module_utils.member import (
 DEFAULT_STATE_FILE = "/var/lib/gentle.lb/ipvs-weights.json"
 MAX_WEIGHT = 65535
 MAX_FWMARK = 4294967295
+FWMARK_RE = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 
 FORWARDING_FLAGS = {"route": "-g", "masq": "-m", "tunnel": "-i", "local": "-g"}
 FORWARD_NAMES = {"Route": "route", "Masq": "masq", "Tunnel": "tunnel", "Local": "local"}
@@ -78,16 +80,28 @@ MANAGER_PROCESSES = ("keepalived", "ldirectord")
 # Addresses and virtual-service specifications
 # --------------------------------------------------------------------------
 
+def plain_text(text, what):
+    """Refuse a name that is not a plain string: blanks around it, or a line
+    break, tab or other control character anywhere in it.  The whole string is
+    the name (no stripping), so ``"10.0.0.1\\n"`` is refused rather than read
+    as 10.0.0.1; the value is shown quoted, so the message stays one line."""
+    if not isinstance(text, str) or not text:
+        raise InvalidInputError("%s %r: empty or not a string; give it as text" % (what, text))
+    if text != text.strip() or not text.isprintable():
+        raise InvalidInputError("%s %r: has blanks around it or a line break or control character in it; "
+                                "give the value alone" % (what, text))
+    return text
+
+
 def normalize_address(text, what="address"):
     """Return (address, family) with IPv6 compressed and lower-case.
 
-    Accepts ``10.0.0.1``, ``2001:DB8::1`` and ``[2001:db8::1]``; refuses host
-    names (ipvsadm lists addresses only, so a name could never match), ports
-    and IPv6 zone indexes."""
-    raw = text
+    Accepts ``10.0.0.1``, ``2001:DB8::1`` and ``[2001:db8::1]``, as the whole
+    string; refuses host names (ipvsadm lists addresses only, so a name could
+    never match), ports and IPv6 zone indexes."""
     if not isinstance(text, str):
         raise InvalidInputError("%s %r: not an IP address; give an IPv4 or IPv6 address" % (what, text))
-    text = text.strip()
+    raw = plain_text(text, what)
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if "%" in text:
@@ -108,11 +122,12 @@ def normalize_address(text, what="address"):
 
 
 def check_port(value, what="port", allow_zero=True):
-    """A port number as an int, 0-65535 (1-65535 when allow_zero is false)."""
-    try:
-        port = int(str(value).strip(), 10)
-    except (TypeError, ValueError):
-        raise InvalidInputError("%s %s: not a port number; give 0-65535" % (what, value))
+    """A port number as an int, 0-65535 (1-65535 when allow_zero is false):
+    an int, or a string of digits only (no sign, no blanks)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or \
+            isinstance(value, str) and not (value.isdigit() and value.isascii()):
+        raise InvalidInputError("%s %r: not a port number; give 0-65535" % (what, value))
+    port = int(value)
     low = 0 if allow_zero else 1
     if not low <= port <= 65535:
         raise InvalidInputError("%s %s: out of range; give %d-65535" % (what, value, low))
@@ -128,7 +143,7 @@ def endpoint(address, port):
 
 def split_endpoint(text, what="address"):
     """``10.0.0.1:80`` / ``[2001:db8::1]:80`` -> (address, family, port)."""
-    text = text.strip()
+    plain_text(text, what)
     if text.startswith("["):
         close = text.find("]")
         if close < 0 or text[close + 1:close + 2] != ":":
@@ -195,8 +210,7 @@ def parse_service_spec(text):
     ``ipvsadm -Ln`` prints them: ``TCP 10.0.0.100:80``, ``FWM 7``, ``FWM 7 IPv6``."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidInputError("virtual_service %r: empty; %s" % (text, SPEC_HELP))
-    raw = text
-    text = text.strip()
+    raw = plain_text(text, "virtual_service")
     words = text.split()
     if len(words) > 1:
         # The listing's own spelling: "TCP  10.0.0.100:80", "FWM  2 IPv6".
@@ -220,12 +234,12 @@ def parse_service_spec(text):
 
 
 def _fwmark_key(text, family, raw):
-    text = text.strip()
-    try:
-        mark = int(text, 16) if text.lower().startswith("0x") else int(text, 10)
-    except ValueError:
+    # Decimal or 0x-hexadecimal digits only: int() alone would also take
+    # blanks, signs and underscores.
+    if not FWMARK_RE.fullmatch(text):
         raise InvalidInputError("virtual_service %s: firewall mark %s is not a number; %s"
                                 % (raw, text, SPEC_HELP))
+    mark = int(text, 16) if text[:2].lower() == "0x" else int(text, 10)
     if not 1 <= mark <= MAX_FWMARK:
         raise InvalidInputError("virtual_service %s: firewall mark out of range; give 1-%d"
                                 % (raw, MAX_FWMARK))
@@ -233,7 +247,6 @@ def _fwmark_key(text, family, raw):
 
 
 def _address_key(proto, text, raw):
-    text = text.strip()
     host = port = None
     if text.startswith("["):
         close = text.find("]")
