@@ -15,6 +15,8 @@ import json
 import os
 import shlex
 import stat
+import subprocess
+import time
 
 import pytest
 
@@ -436,7 +438,7 @@ def test_kernel_and_privilege_messages():
 def test_missing_ipvsadm_says_install_it(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     calls = []
-    driver = ipvs.Ipvsadm(runner=calls.append)
+    driver = ipvs.Ipvsadm(runner=lambda argv, timeout, stdin=None: calls.append(argv))
     with pytest.raises(CommandError) as info:
         driver.listing("tun_info")
     assert "not installed" in info.value.msg and "install the ipvsadm package" in info.value.msg
@@ -452,7 +454,7 @@ def test_ipvsadm_is_found_in_path_only(tmp_path):
 
 
 def test_runner_oserror_is_mapped():
-    def denied(argv):
+    def denied(argv, timeout, stdin=None):
         raise OSError(13, "Permission denied")
     with pytest.raises(PermissionDeniedError):
         ipvs.Ipvsadm(denied, binary="/usr/sbin/ipvsadm").listing("tun_info")
@@ -618,7 +620,8 @@ class FakeKernel(object):
 
     def __init__(self, clock=None):
         self.services = {}      # name -> dict(key=ServiceKey, sched=, flags=str, dests={name: dict})
-        self.calls = []
+        self.calls = []          # the argv of every ipvsadm command (each line of an ipvsadm -R too)
+        self.processes = 0       # ipvsadm processes started
         self.clock = clock
         self.active = {}        # (service, dest) -> (count, until)
         self.fail = {}          # first argv word -> (rc, stderr)
@@ -644,22 +647,40 @@ class FakeKernel(object):
             if record is not None and self.clock is not None and self.clock.now >= until:
                 record["active"] = 0
 
-    def __call__(self, argv):
-        args = argv[1:]
+    def __call__(self, argv, timeout=None, stdin=None):
+        self.processes += 1
+        if argv[1:] == ["-R"]:
+            # ipvsadm -R: every line is run in turn; errors go to stderr and
+            # only the last line's exit status is returned.
+            rc, out, err = 0, "", ""
+            for line in stdin.splitlines():
+                rc, line_out, line_err = self.one(line.split())
+                out += line_out
+                err += line_err
+            return rc, out, err
+        return self.one(argv[1:])
+
+    def one(self, args):
         self.calls.append(args)
         if args and args[0] in self.fail:
             rc, err = self.fail[args[0]]
             return rc, "", err
         self._tick()
         if args[:2] == ["-L", "-n"]:
-            return 0, self.render(args[3:]), ""
+            return self.render(args[3:])
         return self.write(args)
 
-    def render(self, option):
+    def render(self, words):
+        option = [w for w in words if w.startswith("--")]
         fmt = {"--tun-info": "tun_info", "--thresholds": "thresholds",
                "--persistent-conn": "persistent_conn", "--stats": "stats", "--rate": "rate"}.get(
                    option[0] if option else None, "default")
-        lines = ["IP Virtual Server version 1.2.1 (size=4096)"]
+        only = None
+        if len(words) > len(option):
+            only = ipvs.parse_service_spec(self._spec(["-L"] + words[len(option):])).name
+            if only not in self.services:
+                return 1, "", "No such service\n"
+        lines = [] if only else ["IP Virtual Server version 1.2.1 (size=4096)"]
         if fmt == "thresholds":
             lines += ["Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn ",
                       "  -> RemoteAddress:Port"]
@@ -674,6 +695,8 @@ class FakeKernel(object):
                       "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"]
         for service in self.services.values():
             key = service["key"]
+            if only and key.name != only:
+                continue
             if key.protocol == "fwmark":
                 head = "FWM  %d%s" % (key.fwmark, " IPv6" if key.family == 6 else "")
             else:
@@ -689,7 +712,7 @@ class FakeKernel(object):
                 else:
                     cols = [d["fwd"], d["weight"], d["active"], d["inactive"]]
                 lines.append("  -> %-28s %s" % (name, " ".join("%-6s" % c for c in cols)))
-        return "\n".join(lines) + "\n"
+        return 0, "\n".join(lines) + "\n", ""
 
     def write(self, args):
         op = args[0]
@@ -1025,16 +1048,20 @@ def test_permission_denied_on_read(kernel, tmp_path):
 def test_old_ipvsadm_without_tun_info_falls_back(kernel, tmp_path):
     calls = []
 
-    def runner(argv):
-        calls.append(argv[1:])
-        if "--tun-info" in argv:
-            return 2, "", "ipvsadm: unrecognized option '--tun-info'\n"
-        return kernel(argv)
+    def runner(argv, timeout, stdin=None):
+        calls.append(stdin)
+        if "--tun-info" in stdin:
+            # popt stops ipvsadm at the first line with an unknown option.
+            return 2, "", "ipvsadm: --tun-info: unknown option\n"
+        return kernel(argv, timeout, stdin)
     backend = ipvs.IPVSBackend(ipvsadm=ipvs.Ipvsadm(runner=runner, binary="ipvsadm"),
                                memory=ipvs.WeightMemory(str(tmp_path / "w.json")), configs=(),
                                proc_root=str(tmp_path))
     members = backend.read(None)
-    assert ["-L", "-n", "--exact"] in calls
+    assert calls == ["-L -n --exact --tun-info\n-L -n --exact --thresholds\n",
+                     "-L -n --exact\n-L -n --exact --thresholds\n"]
+    backend.poll(None)
+    assert calls[-1] == "-L -n --exact\n"          # remembered: no second try
     udp = [m for m in members if m.name == "10.0.0.1:53"][0]
     assert udp.details["forwarding"] == "tunnel" and udp.details["tunnel_type"] == "ipip"
 
@@ -1148,6 +1175,54 @@ def test_poll_is_cheaper_than_read(kernel, tmp_path, clock):
     # only in the full reads: the first one, and the capacity check after the write
     assert sum(1 for c in listings if "--thresholds" in c) == 2
     assert result["members"][0]["upper_threshold"] == 100            # carried over while polling
+    # Named services are listed alone, never the whole table.
+    assert all(c[-2:] == ["-t", "10.0.0.100:80"] for c in listings)
+
+
+def test_one_ipvsadm_process_per_read_and_per_poll(kernel, tmp_path, clock):
+    """ipvsadm -R runs every listing of a read in one process: a drain in two
+    services is one process to read, one per edit, one to re-check the floor
+    and one per poll."""
+    result = run(kernel, tmp_path, request("drained", "10.0.0.1"), clock=clock)
+    assert result["changed"] is True and len(result["members"]) == 2
+    assert kernel.processes == 1 + 2 + 1 + 1
+    assert [c[:4] for c in kernel.calls if c[0] == "-L"] == [
+        ["-L", "-n", "--exact", "--tun-info"], ["-L", "-n", "--exact", "--thresholds"],      # read
+        ["-L", "-n", "--exact", "--tun-info"], ["-L", "-n", "--exact", "--thresholds"],      # floor
+        ["-L", "-n", "--exact", "--tun-info"], ["-L", "-n", "--exact", "--tun-info"]]        # poll, per service
+
+
+def test_a_listing_that_went_missing_is_an_error_not_an_empty_table(kernel, tmp_path):
+    """ipvsadm -R returns its last line's exit status only: a listing that
+    failed in the middle must not read as an empty table."""
+    def first_listing_lost(argv, timeout, stdin=None):
+        rc, out, err = kernel(argv, timeout, stdin)
+        return 0, "".join(ipvs.split_listings(out)[1:]), "Memory allocation problem\n"
+    backend = ipvs.IPVSBackend(ipvsadm=ipvs.Ipvsadm(runner=first_listing_lost, binary="ipvsadm"),
+                               memory=ipvs.WeightMemory(str(tmp_path / "w.json")), configs=(),
+                               proc_root=str(tmp_path))
+    with pytest.raises(CommandError) as info:
+        backend.read(None)
+    assert info.value.msg == (
+        "ipvsadm -R (-L -n --exact --tun-info; -L -n --exact --thresholds): listed 1 of the 2 tables asked for "
+        "(Memory allocation problem); nothing was changed, rerun the task")
+
+
+def test_a_named_service_that_does_not_exist_is_named(kernel, tmp_path):
+    backend = backend_for(kernel, tmp_path)
+    with pytest.raises(NotFoundError) as info:
+        backend.read(["tcp:10.0.0.100:80", "tcp:10.0.0.200:80"])
+    assert info.value.msg.startswith("virtual service tcp:10.0.0.200:80: not defined on this director")
+    assert kernel.processes == 1
+
+
+@pytest.mark.parametrize("word", ["10.0.0.1:80\n-C", "-t 10.0.0.1:80", ""])
+def test_nothing_but_plain_words_reaches_ipvsadm_r(word):
+    class Key(object):
+        def args(self):
+            return ["-t", word]
+    with pytest.raises(InvalidInputError):
+        ipvs.listing_args("tun_info", Key())
 
 
 def test_describe_returns_services(kernel, tmp_path):
@@ -1177,11 +1252,14 @@ def test_all_weights_are_remembered_in_one_write_before_the_first_edit(kernel, t
 
 
 def test_unreadable_options_are_refused_before_anything_is_written(kernel, tmp_path):
-    def no_thresholds(argv):
-        if "--thresholds" in argv:
-            return 0, ("Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn\n"
-                       "  -> RemoteAddress:Port\n"), ""
-        return kernel(argv)
+    def no_thresholds(argv, timeout, stdin=None):
+        """The thresholds listing comes back without its destinations."""
+        rc, out, err = kernel(argv, timeout, stdin)
+        blocks = ipvs.split_listings(out)
+        kept = [b if "Uthreshold" not in b else "".join(
+            line + "\n" for line in b.splitlines() if not line.startswith("  -> ") or "RemoteAddress" in line)
+            for b in blocks]
+        return rc, "".join(kept), err
     backend = ipvs.IPVSBackend(ipvsadm=ipvs.Ipvsadm(runner=no_thresholds, binary="ipvsadm"),
                                memory=ipvs.WeightMemory(str(tmp_path / "w.json")), configs=(),
                                proc_root=str(tmp_path))
@@ -1199,3 +1277,39 @@ def test_spawn_runner_runs_an_argument_list_in_the_c_locale(tmp_path):
     script.chmod(0o755)
     rc, out, err = ipvs.spawn_runner([str(script), "-L", "-n; true"])
     assert (rc, out, err) == (3, "C -L -n; true\n", "oops\n")
+
+
+def test_spawn_runner_kills_a_run_past_its_deadline(tmp_path):
+    script = tmp_path / "stuck-ipvsadm"
+    pid_file = tmp_path / "pid"
+    script.write_text("#!/bin/sh\necho $$ > %s\nexec sleep 30\n" % pid_file)
+    script.chmod(0o755)
+    driver = ipvs.Ipvsadm(ipvs.spawn_runner, binary=str(script), timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(UnreachableError) as info:
+        driver.listing("tun_info")
+    assert time.monotonic() - started < 5
+    assert info.value.msg == ("ipvsadm -R (-L -n --exact --tun-info): no answer within timeout=0.3s, killed; the "
+                              "director is overloaded or IPVS is stuck (see dmesg); rerun the task, or raise timeout")
+    pid = int(pid_file.read_text())
+    with pytest.raises(OSError):        # gone, and reaped
+        os.kill(pid, 0)
+
+
+def test_a_write_past_its_deadline_says_its_effect_is_unknown():
+    def stuck(argv, timeout, stdin=None):
+        raise subprocess.TimeoutExpired(argv, timeout)
+    driver = ipvs.Ipvsadm(stuck, binary="/usr/sbin/ipvsadm", timeout=2)
+    key = ipvs.parse_service_spec("tcp:10.0.0.100:80")
+    with pytest.raises(UnreachableError) as info:
+        driver.edit(key, "10.0.0.1:80", dict(forwarding="masq"), 0)
+    assert info.value.msg == ("ipvsadm -e -t 10.0.0.100:80 -r 10.0.0.1:80 -m -w 0 -x 0 -y 0: no answer within "
+                              "timeout=2s, killed, so whether it took effect is unknown; check with ipvsadm -Ln, then "
+                              "rerun the task, or raise timeout")
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "30", True, None])
+def test_timeout_must_be_a_positive_number(timeout):
+    with pytest.raises(InvalidInputError) as info:
+        ipvs.Ipvsadm(ipvs.spawn_runner, timeout=timeout)
+    assert info.value.msg.startswith("timeout ")
