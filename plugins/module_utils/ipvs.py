@@ -1067,8 +1067,10 @@ def _fsync_dir(directory):
 # --------------------------------------------------------------------------
 
 def running_managers(proc_root="/proc"):
-    """{name: pid} of keepalived / ldirectord processes (ldirectord is a perl
-    script: its name is also looked for in the command line)."""
+    """{name: pid} of keepalived / ldirectord processes.  ldirectord is a perl
+    script: started through its #! line its name is its own, started as
+    ``perl ldirectord`` it is found in the command line, which is read only
+    for perl processes (one small read per process, however many there are)."""
     found = {}
     try:
         pids = sorted((int(p) for p in os.listdir(proc_root) if p.isdigit()))
@@ -1079,7 +1081,7 @@ def running_managers(proc_root="/proc"):
             with open(os.path.join(proc_root, str(pid), "comm")) as handle:
                 comm = handle.read().strip()
             names = [comm]
-            if comm not in MANAGER_PROCESSES:
+            if comm.startswith("perl"):
                 with open(os.path.join(proc_root, str(pid), "cmdline"), "rb") as handle:
                     argv = handle.read().split(b"\0")[:2]
                 names += [os.path.basename(a.decode("utf-8", "replace")) for a in argv if a]
