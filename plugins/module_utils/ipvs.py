@@ -1128,12 +1128,42 @@ def manager_warnings(proc_root="/proc", configs=MANAGER_CONFIGS):
     return warnings
 
 
+EXPIRE_QUIESCENT = "net.ipv4.vs.expire_quiescent_template"
+EXPIRE_NODEST = "net.ipv4.vs.expire_nodest_conn"
+
+
 def read_sysctl(name, proc_root="/proc"):
     try:
-        with open(os.path.join(proc_root, "sys", *name.split("."))) as handle:
+        with open(sysctl_path(name, proc_root)) as handle:
             return int(handle.read().strip())
     except (IOError, OSError, ValueError):
         return None
+
+
+def sysctl_path(name, proc_root="/proc"):
+    return os.path.join(proc_root, "sys", *name.split("."))
+
+
+def write_sysctl(name, value, proc_root="/proc", dry_run=False):
+    """Set an IPVS sysctl of this network namespace (``/proc/sys/net/ipv4/vs/...``);
+    with ``dry_run`` only check that it could be set."""
+    path = sysctl_path(name, proc_root)
+    try:
+        if dry_run:
+            if not os.access(path, os.W_OK):
+                raise OSError(errno.EACCES if os.path.exists(path) else errno.ENOENT,
+                              os.strerror(errno.EACCES if os.path.exists(path) else errno.ENOENT))
+            return
+        with open(path, "w") as handle:
+            handle.write("%d\n" % value)
+    except (IOError, OSError) as error:
+        reason = error.strerror or str(error)
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise PermissionDeniedError("sysctl %s: cannot be set to %d (%s); nothing was changed; run the task as "
+                                        "root on the director, or set it in /etc/sysctl.d and leave "
+                                        "expire_quiescent_template off" % (name, value, reason))
+        raise CommandError("sysctl %s: cannot be set to %d (%s); nothing was changed; is ip_vs loaded?"
+                           % (name, value, reason))
 
 
 # --------------------------------------------------------------------------
@@ -1164,15 +1194,18 @@ class IPVSBackend(Backend):
 
     def __init__(self, ipvsadm, memory=None, count_inactive=False, count_persistent=False,
                  stats=False, rates=False, read_persistent=None, proc_root="/proc", configs=MANAGER_CONFIGS,
-                 check_managers=True):
+                 check_managers=True, expire_quiescent_template=False):
         super(IPVSBackend, self).__init__()
         self.ipvsadm = ipvsadm
         self.memory = memory or WeightMemory()
         self.count_inactive = count_inactive
         self.count_persistent = count_persistent
-        # PersistConn costs one more listing of the whole table: read it when
-        # it is counted, or asked for (the info module).
+        # PersistConn costs one more listing of the table (in the same
+        # ipvsadm run): read it when it is counted, or asked for (the info module).
         self.read_persistent = count_persistent if read_persistent is None else read_persistent
+        # Set net.ipv4.vs.expire_quiescent_template=1 before draining in a
+        # persistent service, so that returning clients move (prepare()).
+        self.expire_quiescent_template = expire_quiescent_template
         self.stats = stats
         self.rates = rates
         self.proc_root = proc_root
@@ -1356,14 +1389,33 @@ class IPVSBackend(Backend):
             self._current_options(member)
 
     def prepare(self, changes, request):
-        """Remember, in one write of the state file, the weights the drains are
-        about to set to 0; if the file cannot be written, nothing is changed."""
+        """Before the first write: remember, in one write of the state file,
+        the weights the drains are about to set to 0, and with
+        expire_quiescent_template set that sysctl to 1 if a drain is in a
+        persistent service.  If either fails, nothing is changed."""
         weights = {}
         for change in changes:
             if change.state in ("drained", "absent") and change.member.weight:
                 weights[member_key(change.member.container, change.member.name)] = change.member.weight
+        persistent = self._persistent_services(c.member.container for c in changes
+                                               if c.state in ("drained", "absent"))
+        before = None
+        if self.expire_quiescent_template and persistent:
+            before = read_sysctl(EXPIRE_QUIESCENT, self.proc_root)
+            if before != 1:
+                write_sysctl(EXPIRE_QUIESCENT, 1, self.proc_root, dry_run=True)     # fail before any write
         if weights:
             self.memory.remember_many(weights)
+        if before != 1 and self.expire_quiescent_template and persistent:
+            write_sysctl(EXPIRE_QUIESCENT, 1, self.proc_root)
+            self.warn("%s: set to 1 (was %s) before draining in the persistent virtual service%s %s, so clients "
+                      "with a persistence template go to other real servers; it applies to the whole director "
+                      "and stays 1" % (EXPIRE_QUIESCENT, before, "s" if len(persistent) > 1 else "",
+                                       ", ".join(persistent)))
+
+    def _persistent_services(self, names):
+        return sorted(set(name for name in names
+                          if name in self.services and self.services[name].persistent is not None))
 
     # ---- writing
 
@@ -1403,7 +1455,7 @@ class IPVSBackend(Backend):
         deletes the destinations anyway; what happens to their connections is
         the kernel's expire_nodest_conn choice, returned as the core's note."""
         self.forced.extend(members)
-        expire = read_sysctl("net.ipv4.vs.expire_nodest_conn", self.proc_root)
+        expire = read_sysctl(EXPIRE_NODEST, self.proc_root)
         if expire == 1:
             fate = "net.ipv4.vs.expire_nodest_conn=1, so they are reset on their next packet"
         else:
@@ -1421,7 +1473,8 @@ class IPVSBackend(Backend):
         if self.check_managers:
             for warning in manager_warnings(self.proc_root, self.configs):
                 self.warn(warning)
-        expire_templates = None
+        draining = request is not None and request.state in ("drained", "absent")
+        pinned = []         # (service, real server) kept reachable by persistence templates
         for entry in result.get("members", []):
             service = self.services.get(entry.get("container"))
             if service is None:
@@ -1429,19 +1482,19 @@ class IPVSBackend(Backend):
             leaving = entry.get("state_before") == "present" and entry.get("state") in ("drained", "absent")
             if leaving:
                 self._scheduler_warning(service, entry)
-                if service.persistent is not None:
-                    if expire_templates is None:
-                        expire_templates = read_sysctl("net.ipv4.vs.expire_quiescent_template",
-                                                       self.proc_root)
-                    if expire_templates == 0:
-                        self.warn(
-                            "virtual service %s is persistent (%d s) and net.ipv4.vs."
-                            "expire_quiescent_template=0: clients with a persistence template keep "
-                            "reaching %s while its weight is 0; set the sysctl to 1 to move them, or "
-                            "count_persistent: true to wait until their templates expire"
-                            % (service.name, service.persistent, entry.get("name")))
+            if draining and entry.get("state_before") != "absent" and service.persistent is not None:
+                pinned.append((service.name, entry.get("name")))
             if request is not None and request.state == "present" and entry.get("state_before") != "absent":
                 self._kept_option_warning(entry, request.options)
+        if pinned and not self.expire_quiescent_template \
+                and read_sysctl(EXPIRE_QUIESCENT, self.proc_root) == 0:
+            services = sorted(set(name for name, _dest in pinned))
+            servers = sorted(set(dest for _name, dest in pinned))
+            self.warn("virtual service%s %s %s persistent and %s=0: clients with a persistence template keep "
+                      "reaching %s while %s weight is 0; set expire_quiescent_template: true (or the sysctl to 1) "
+                      "to move them, or count_persistent: true to wait until their templates expire"
+                      % ("s" if len(services) > 1 else "", ", ".join(services), "are" if len(services) > 1 else "is",
+                         EXPIRE_QUIESCENT, ", ".join(servers), "their" if len(servers) > 1 else "its"))
         return []     # all of them went through warn()
 
     def _scheduler_warning(self, service, entry):

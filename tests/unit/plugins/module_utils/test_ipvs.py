@@ -1084,11 +1084,84 @@ def test_sh_without_fallback_and_persistence_warnings(tmp_path):
     warnings = result["warnings"]
     assert any("tcp:10.0.0.100:80 uses the sh scheduler without sh-fallback" in w for w in warnings)
     assert not any("tcp:10.0.0.101:80" in w for w in warnings)
-    assert any("tcp:10.0.0.102:80 is persistent (300 s)" in w and "expire_quiescent_template=0" in w
-               for w in warnings)
+    assert ("virtual service tcp:10.0.0.102:80 is persistent and net.ipv4.vs.expire_quiescent_template=0: clients "
+            "with a persistence template keep reaching 10.0.0.1:80 while its weight is 0; set "
+            "expire_quiescent_template: true (or the sysctl to 1) to move them, or count_persistent: true to wait "
+            "until their templates expire") in warnings
     (proc / "expire_quiescent_template").write_text("1\n")
     result = run(kernel, tmp_path, request("drained", "10.0.0.1"), check_mode=True)
     assert not any("persistent" in w for w in result["warnings"])
+
+
+@pytest.fixture
+def sticky(tmp_path):
+    """Two persistent services and a plain one, all with 10.0.0.1; the sysctl at 0."""
+    kernel = FakeKernel()
+    for spec, flags in (("tcp:10.0.0.102:80", "persistent 300"), ("fwmark:9", "persistent 60"),
+                        ("tcp:10.0.0.103:80", "")):
+        name = kernel.service(spec, sched="rr", flags=flags)
+        kernel.dest(name, "10.0.0.1:%s" % ("0" if spec.startswith("fwmark") else "80"), weight=2)
+        kernel.dest(name, "10.0.0.2:%s" % ("0" if spec.startswith("fwmark") else "80"), weight=1)
+    proc = tmp_path / "proc" / "sys" / "net" / "ipv4" / "vs"
+    proc.mkdir(parents=True)
+    (proc / "expire_quiescent_template").write_text("0\n")
+    kernel.sysctl = proc / "expire_quiescent_template"
+    return kernel
+
+
+def test_persistence_is_one_warning_for_every_service_and_a_rerun(sticky, tmp_path):
+    for _run in range(2):
+        result = run(sticky, tmp_path, request("drained", "10.0.0.1"))
+        assert not result.get("failed")
+        pinned = [w for w in result["warnings"] if "persistent" in w]
+        assert pinned == ["virtual services fwmark:9, tcp:10.0.0.102:80 are persistent and "
+                          "net.ipv4.vs.expire_quiescent_template=0: clients with a persistence template keep reaching "
+                          "10.0.0.1:0, 10.0.0.1:80 while their weight is 0; set expire_quiescent_template: true (or "
+                          "the sysctl to 1) to move them, or count_persistent: true to wait until their templates "
+                          "expire"]
+    assert sticky.sysctl.read_text() == "0\n"       # never changed without the option
+
+
+def test_expire_quiescent_template_is_set_before_the_first_drain_write(sticky, tmp_path):
+    seen = []
+    original = sticky.write
+
+    def write(args):
+        seen.append(sticky.sysctl.read_text())
+        return original(args)
+    sticky.write = write
+    planned = run(sticky, tmp_path, request("drained", "10.0.0.1"), check_mode=True, expire_quiescent_template=True)
+    assert planned["changed"] and sticky.sysctl.read_text() == "0\n"       # check mode writes nothing
+    assert not any("expire_quiescent_template" in w for w in planned["warnings"])
+    result = run(sticky, tmp_path, request("drained", "10.0.0.1"), expire_quiescent_template=True)
+    assert result["changed"] is True
+    assert sticky.sysctl.read_text() == "1\n"
+    assert seen and set(seen) == {"1\n"}            # before every weight-0 edit
+    assert [w for w in result["warnings"] if "expire_quiescent_template" in w] == [
+        "net.ipv4.vs.expire_quiescent_template: set to 1 (was 0) before draining in the persistent virtual services "
+        "fwmark:9, tcp:10.0.0.102:80, so clients with a persistence template go to other real servers; it applies to "
+        "the whole director and stays 1"]
+    again = run(sticky, tmp_path, request("present", "10.0.0.1"), expire_quiescent_template=True)
+    assert again["changed"] and sticky.sysctl.read_text() == "1\n"        # present leaves it alone
+    last = run(sticky, tmp_path, request("drained", "10.0.0.1"), expire_quiescent_template=True)
+    assert not any("expire_quiescent_template" in w for w in last["warnings"])     # already 1: nothing to say
+
+
+def test_expire_quiescent_template_only_for_persistent_services(sticky, tmp_path):
+    result = run(sticky, tmp_path, request("drained", "10.0.0.1", services=["tcp:10.0.0.103:80"]),
+                 expire_quiescent_template=True)
+    assert result["changed"] and sticky.sysctl.read_text() == "0\n"
+
+
+def test_expire_quiescent_template_that_cannot_be_set_changes_nothing(sticky, tmp_path, monkeypatch):
+    real_access = os.access
+    monkeypatch.setattr(ipvs.os, "access", lambda path, mode: False if path == str(sticky.sysctl)
+                        else real_access(path, mode))        # a read-only /proc/sys (a container)
+    with pytest.raises(PermissionDeniedError) as info:
+        run(sticky, tmp_path, request("drained", "10.0.0.1"), expire_quiescent_template=True)
+    assert info.value.msg.startswith("sysctl net.ipv4.vs.expire_quiescent_template: cannot be set to 1 (")
+    assert sticky.writes() == []
+    assert not os.path.exists(str(tmp_path / "weights.json"))
 
 
 def test_kept_options_of_an_existing_destination_are_reported(kernel, tmp_path):
