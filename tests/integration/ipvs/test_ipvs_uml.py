@@ -69,7 +69,7 @@ def guest_results():
            "--env", "GENTLE_LB_IPVS_GUEST=1",
            "--env", "PYTHONPATH=" + COLLECTIONS,
            "--env", "LAB_RS_COUNT=3",
-           "--env", "LAB_PORTS=80 81 82 83 84 85",
+           "--env", "LAB_PORTS=80 81 82 83 84 85 86 87 88 89 90",
            "--",
            VENV_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "console_output_style=classic",
            "--basetemp", os.path.join(work, "tmp"), GUEST_DIR]
