@@ -28,8 +28,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
      "virtual service tcp:10.0.0.200:80: not defined on this director (ipvsadm -Ln does not list it); check "
      "protocol, address and port, or create the service first"),
     (dict(address="10.0.0.77", state="drained"),
-     "real server 10.0.0.77: not found in any virtual service; check the name or address, or name the "
-     "virtual service it belongs to"),
+     "real server 10.0.0.77: not found in any virtual service (searched tcp:10.0.0.100:80); check the name or "
+     "address, or name the virtual service it belongs to"),
     (dict(address="10.0.0.300", state="drained"), "address 10.0.0.300: not an IP address"),
     (dict(address="10.0.0.1", port=70000, state="drained"), "port 70000: out of range; give 0-65535"),
     (dict(address="10.0.0.1", state="drained", virtual_service="tcp:10.0.0.100"),

@@ -1386,3 +1386,17 @@ def test_timeout_must_be_a_positive_number(timeout):
     with pytest.raises(InvalidInputError) as info:
         ipvs.Ipvsadm(ipvs.spawn_runner, timeout=timeout)
     assert info.value.msg.startswith("timeout ")
+
+
+def test_no_writable_temporary_directory_is_a_warning_not_a_crash(kernel, tmp_path, monkeypatch):
+    """As an unprivileged user on a director whose /tmp it cannot write, the
+    lock cannot be kept: the run goes on without it (and fails on ipvsadm's
+    own permission error, in real life), never with a Python traceback."""
+    def no_tmp():
+        raise FileNotFoundError(2, "No usable temporary directory found in ['/tmp', '/var/tmp', '/usr/tmp', '/']")
+    monkeypatch.delenv(core.LOCK_DIR_ENV, raising=False)
+    monkeypatch.setattr(core.tempfile, "gettempdir", no_tmp)
+    result = run(kernel, tmp_path, request("drained", "10.0.0.1"))
+    assert result["changed"] is True
+    assert any(w.startswith("lock for ipvs netns:") and "no directory to keep it in" in w and
+               "set GENTLE_LB_LOCK_DIR" in w for w in result["warnings"]), result["warnings"]
