@@ -979,6 +979,12 @@ class WeightMemory(object):
         entry = self._load().get(key)
         return entry["weight"] if entry else None
 
+    def weights(self):
+        """{key: weight} as the file says now (read again on every call:
+        another task on this director may have written it meanwhile)."""
+        self._data = self._read_file()
+        return dict((key, entry["weight"]) for key, entry in self._data.items())
+
     def remember(self, key, weight):
         self.remember_many({key: weight})
 
@@ -1212,6 +1218,7 @@ class IPVSBackend(Backend):
         self.configs = configs
         self.check_managers = check_managers
         self.services = {}
+        self.remembered = {}
         self.forced = []
 
     # ---- reading
@@ -1238,8 +1245,12 @@ class IPVSBackend(Backend):
         return formats
 
     def read(self, containers):
+        """The members in ``containers``, and what planning needs beside them:
+        the services' own flags and the weights remembered before drains (so
+        that planning does no I/O)."""
         table = self._table(self._formats(full=True), containers)
         self.services = table
+        self.remembered = self.memory.weights()
         return self._members(table, containers)
 
     def poll(self, containers):
@@ -1324,7 +1335,7 @@ class IPVSBackend(Backend):
             return requested
         if member.state == "present":
             return None
-        remembered = self.memory.get(member_key(member.container, member.name))
+        remembered = self.remembered.get(member_key(member.container, member.name))
         for warning in self.memory.warnings:
             self.warn(warning)
         if remembered is not None:

@@ -1400,3 +1400,26 @@ def test_no_writable_temporary_directory_is_a_warning_not_a_crash(kernel, tmp_pa
     assert result["changed"] is True
     assert any(w.startswith("lock for ipvs netns:") and "no directory to keep it in" in w and
                "set GENTLE_LB_LOCK_DIR" in w for w in result["warnings"]), result["warnings"]
+
+
+def test_planning_does_no_io(kernel, tmp_path):
+    """target_weight, new_member and check_plan are pure: everything they use
+    was read by read() (the table and the remembered weights)."""
+    backend = backend_for(kernel, tmp_path)
+    backend.memory.remember_many({"tcp:10.0.0.100:80 10.0.0.2:80": 7})
+    kernel.dest("tcp:10.0.0.100:80", "10.0.0.2:80", fwd="Masq", weight=0)
+    members = backend.read(None)
+    processes = kernel.processes
+
+    def no_more_io(*args, **kwargs):
+        raise AssertionError("I/O while planning")
+    backend.ipvsadm.runner = no_more_io
+    backend.memory._read_file = no_more_io
+    restore = core.plan(backend, members, request("present", "10.0.0.2", services=["tcp:10.0.0.100:80",
+                                                                                   "udp:10.0.0.100:53"]))
+    assert [(c.member.container, c.weight, c.add) for c in restore.changes] == [("tcp:10.0.0.100:80", 7, False)]
+    added = core.plan(backend, members, request("present", "10.0.0.9", services=["tcp:10.0.0.100:80"]))
+    assert [(c.member.name, c.weight, c.add) for c in added.changes] == [("10.0.0.9:80", 1, True)]
+    drain = core.plan(backend, members, request("drained", "10.0.0.1", min_active=0))
+    assert len(drain.changes) == 2
+    assert kernel.processes == processes
