@@ -26,6 +26,7 @@ __metaclass__ = type
 
 import errno
 import json
+import math
 import os
 import re
 import socket
@@ -44,7 +45,6 @@ from ansible_collections.gentle.lb.plugins.module_utils.member import (
     Backend,
     CommandError,
     InvalidInputError,
-    LBError,
     Member,
     NotFoundError,
     PermissionDeniedError,
@@ -704,7 +704,7 @@ class Ipvsadm(object):
     by ``timeout`` seconds."""
 
     def __init__(self, runner, binary=None, timeout=DEFAULT_TIMEOUT):
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0 or math.isnan(timeout):
             raise InvalidInputError("timeout %r: must be above 0 seconds" % (timeout,))
         self.runner = runner
         self.timeout = float(timeout)

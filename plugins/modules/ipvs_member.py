@@ -353,6 +353,28 @@ waited:
   returned: always
   type: float
   sample: 12.35
+reasserted:
+  description: How many times a real server was put back into the requested state after somebody else
+    (keepalived, an operator) changed its weight during the wait (see O(reassert)).
+  returned: always
+  type: int
+  sample: 0
+error_type:
+  description: On failure, the class of the error, for example V(GuardRefusedError), V(WaitTimeoutError),
+    V(StateLostError), V(NotFoundError), V(UnreachableError), V(PermissionDeniedError), V(InvalidInputError),
+    V(CommandError). Match on this, not on RV(msg).
+  returned: failure
+  type: str
+  sample: GuardRefusedError
+guard:
+  description: On a capacity guard refusal, per virtual service holding a selected real server, its number
+    of destinations, how many are in rotation (V(active)), how many must stay (V(needed)), which selected
+    destinations would leave (V(leaving)) and how many of them may leave now (V(may_leave)).
+  returned: when error_type is GuardRefusedError
+  type: list
+  elements: dict
+  sample: [{"container": "tcp:10.0.0.100:80", "members": 3, "active": 3, "needed": 2,
+            "leaving": ["172.16.1.2:80", "172.16.2.2:80"], "may_leave": 1}]
 msg:
   description: One line saying what was done.
   returned: always

@@ -261,6 +261,12 @@ services:
       description: The service's rates.
       returned: when O(rates=true)
       type: dict
+error_type:
+  description: On failure, the class of the error, for example V(NotFoundError), V(UnreachableError),
+    V(PermissionDeniedError), V(InvalidInputError), V(CommandError). Match on this, not on RV(msg).
+  returned: failure
+  type: str
+  sample: NotFoundError
 msg:
   description: One line saying what was read.
   returned: always

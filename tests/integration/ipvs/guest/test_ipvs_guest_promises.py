@@ -283,7 +283,7 @@ def exchange_seconds(state_file, rounds=5):
     run's repair is one re-read and one write."""
     the_backend = backend(state_file)
     started = time.monotonic()
-    for _ in range(rounds):
+    for _round in range(rounds):
         the_backend.read([RACE_SERVICE])
         the_backend.ipvsadm.edit(ipvs.parse_service_spec(RACE_SERVICE), RACERS[3] + ":80",
                                  dict(forwarding="route"), 1)

@@ -1381,7 +1381,7 @@ def test_a_write_past_its_deadline_says_its_effect_is_unknown():
                               "rerun the task, or raise timeout")
 
 
-@pytest.mark.parametrize("timeout", [0, -1, "30", True, None])
+@pytest.mark.parametrize("timeout", [0, -1, "30", True, None, float("nan")])
 def test_timeout_must_be_a_positive_number(timeout):
     with pytest.raises(InvalidInputError) as info:
         ipvs.Ipvsadm(ipvs.spawn_runner, timeout=timeout)
