@@ -107,5 +107,8 @@ def test_state_file_not_writable_leaves_the_table_alone(director, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a directory")
     result = director.member(dict(address="10.0.0.1", state="drained", state_file=str(blocker / "w.json")))
-    assert result.failed and result["msg"].startswith("state_file %s: cannot be written" % (blocker / "w.json"))
+    # Read with the table (the remembered weights are part of what planning needs).
+    assert result.failed and result["msg"] == ("state_file %s: cannot be read (Not a directory); fix the path or set "
+                                               "state_file" % (blocker / "w.json"))
+    assert result["error_type"] == "CommandError"
     assert director.snapshot() == start
