@@ -159,6 +159,8 @@ def test_several_real_servers_one_plan_one_guard_one_wait(lab, director):
     assert sorted((m["name"], m["state"], m["weight_before"], m["sessions"]) for m in result["members"]) == [
         ("172.16.1.2:88", "drained", 2, 0), ("172.16.2.2:88", "drained", 3, 0)]
     assert result["waited"] >= 1.5
+    print("two servers: returned %.2fs after the second one's connection closed (waited %.2fs)"
+          % (call.finished_at - on_rs2.released_at, result["waited"]))
     assert director.memory() == {"%s 172.16.1.2:88" % service: 2, "%s 172.16.2.2:88" % service: 3}
     assert director.dests()[rs(3, port)]["weight"] == 4                  # untouched
 
