@@ -12,10 +12,11 @@ docs/ipvs.md):
   thresholds and tunnel options, read just before.
 * ``-S`` does not save thresholds, so the table is read with ``-Ln --exact``
   in the ``--tun-info``, ``--thresholds`` and ``--persistent-conn`` formats
-  (one format per call) and the records are merged; lines are split on
+  and the records are merged; all listings of one read come from one
+  ``ipvsadm -R`` run, which executes ``-L`` lines too.  Lines are split on
   whitespace (IPv4 columns are fixed-width, IPv6 ones are not).
-* ``ipvsadm`` is always run with an argument list and ``LC_ALL=C``; its rc and
-  stderr are mapped onto the core's errors.
+* ``ipvsadm`` is always run with an argument list, ``LC_ALL=C`` and a
+  deadline; its rc and stderr are mapped onto the core's errors.
 
 Never imports ansible.module_utils.basic; runs on Python 3.9+.
 """
@@ -699,9 +700,9 @@ def stderr_message(stderr):
 
 
 class Ipvsadm(object):
-    """Runs ipvsadm through ``runner(argv, timeout) -> (rc, stdout, stderr)``
-    (spawn_runner in the modules; a fake in the unit tests), each run bounded
-    by ``timeout`` seconds."""
+    """Runs ipvsadm through ``runner(argv, timeout, stdin) -> (rc, stdout,
+    stderr)`` (spawn_runner in the modules; a fake in the unit tests), each run
+    bounded by ``timeout`` seconds."""
 
     def __init__(self, runner, binary=None, timeout=DEFAULT_TIMEOUT):
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0 or math.isnan(timeout):
@@ -724,9 +725,9 @@ class Ipvsadm(object):
             self._binary = found
         return self._binary
 
-    def run(self, args, service=None, dest=None, stdin=None):
+    def run(self, args, service=None, dest=None):
         """Run ipvsadm once; raise the core's error for a non-zero exit status."""
-        rc, out, err = self._spawn(args, stdin)
+        rc, out, err = self._spawn(args)
         if rc != 0:
             error = classify_failure(args, rc, err, service, dest)
             error.stderr = err
