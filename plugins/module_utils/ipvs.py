@@ -12,10 +12,11 @@ docs/ipvs.md):
   thresholds and tunnel options, read just before.
 * ``-S`` does not save thresholds, so the table is read with ``-Ln --exact``
   in the ``--tun-info``, ``--thresholds`` and ``--persistent-conn`` formats
-  (one format per call) and the records are merged; lines are split on
+  and the records are merged; all listings of one read come from one
+  ``ipvsadm -R`` run, which executes ``-L`` lines too.  Lines are split on
   whitespace (IPv4 columns are fixed-width, IPv6 ones are not).
-* ``ipvsadm`` is always run with an argument list and ``LC_ALL=C``; its rc and
-  stderr are mapped onto the core's errors.
+* ``ipvsadm`` is always run with an argument list, ``LC_ALL=C`` and a
+  deadline; its rc and stderr are mapped onto the core's errors.
 
 Never imports ansible.module_utils.basic; runs on Python 3.9+.
 """
@@ -26,7 +27,9 @@ __metaclass__ = type
 
 import errno
 import json
+import math
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -43,7 +46,6 @@ from ansible_collections.gentle.lb.plugins.module_utils.member import (
     Backend,
     CommandError,
     InvalidInputError,
-    LBError,
     Member,
     NotFoundError,
     PermissionDeniedError,
@@ -55,6 +57,7 @@ from ansible_collections.gentle.lb.plugins.module_utils.member import (
 DEFAULT_STATE_FILE = "/var/lib/gentle.lb/ipvs-weights.json"
 MAX_WEIGHT = 65535
 MAX_FWMARK = 4294967295
+FWMARK_RE = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 
 FORWARDING_FLAGS = {"route": "-g", "masq": "-m", "tunnel": "-i", "local": "-g"}
 FORWARD_NAMES = {"Route": "route", "Masq": "masq", "Tunnel": "tunnel", "Local": "local"}
@@ -78,16 +81,28 @@ MANAGER_PROCESSES = ("keepalived", "ldirectord")
 # Addresses and virtual-service specifications
 # --------------------------------------------------------------------------
 
+def plain_text(text, what):
+    """Refuse a name that is not a plain string: blanks around it, or a line
+    break, tab or other control character anywhere in it.  The whole string is
+    the name (no stripping), so ``"10.0.0.1\\n"`` is refused rather than read
+    as 10.0.0.1; the value is shown quoted, so the message stays one line."""
+    if not isinstance(text, str) or not text:
+        raise InvalidInputError("%s %r: empty or not a string; give it as text" % (what, text))
+    if text != text.strip() or not text.isprintable():
+        raise InvalidInputError("%s %r: has blanks around it or a line break or control character in it; "
+                                "give the value alone" % (what, text))
+    return text
+
+
 def normalize_address(text, what="address"):
     """Return (address, family) with IPv6 compressed and lower-case.
 
-    Accepts ``10.0.0.1``, ``2001:DB8::1`` and ``[2001:db8::1]``; refuses host
-    names (ipvsadm lists addresses only, so a name could never match), ports
-    and IPv6 zone indexes."""
-    raw = text
+    Accepts ``10.0.0.1``, ``2001:DB8::1`` and ``[2001:db8::1]``, as the whole
+    string; refuses host names (ipvsadm lists addresses only, so a name could
+    never match), ports and IPv6 zone indexes."""
     if not isinstance(text, str):
         raise InvalidInputError("%s %r: not an IP address; give an IPv4 or IPv6 address" % (what, text))
-    text = text.strip()
+    raw = plain_text(text, what)
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if "%" in text:
@@ -108,11 +123,12 @@ def normalize_address(text, what="address"):
 
 
 def check_port(value, what="port", allow_zero=True):
-    """A port number as an int, 0-65535 (1-65535 when allow_zero is false)."""
-    try:
-        port = int(str(value).strip(), 10)
-    except (TypeError, ValueError):
-        raise InvalidInputError("%s %s: not a port number; give 0-65535" % (what, value))
+    """A port number as an int, 0-65535 (1-65535 when allow_zero is false):
+    an int, or a string of digits only (no sign, no blanks)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or \
+            isinstance(value, str) and not (value.isdigit() and value.isascii()):
+        raise InvalidInputError("%s %r: not a port number; give 0-65535" % (what, value))
+    port = int(value)
     low = 0 if allow_zero else 1
     if not low <= port <= 65535:
         raise InvalidInputError("%s %s: out of range; give %d-65535" % (what, value, low))
@@ -128,7 +144,7 @@ def endpoint(address, port):
 
 def split_endpoint(text, what="address"):
     """``10.0.0.1:80`` / ``[2001:db8::1]:80`` -> (address, family, port)."""
-    text = text.strip()
+    plain_text(text, what)
     if text.startswith("["):
         close = text.find("]")
         if close < 0 or text[close + 1:close + 2] != ":":
@@ -195,8 +211,7 @@ def parse_service_spec(text):
     ``ipvsadm -Ln`` prints them: ``TCP 10.0.0.100:80``, ``FWM 7``, ``FWM 7 IPv6``."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidInputError("virtual_service %r: empty; %s" % (text, SPEC_HELP))
-    raw = text
-    text = text.strip()
+    raw = plain_text(text, "virtual_service")
     words = text.split()
     if len(words) > 1:
         # The listing's own spelling: "TCP  10.0.0.100:80", "FWM  2 IPv6".
@@ -220,12 +235,12 @@ def parse_service_spec(text):
 
 
 def _fwmark_key(text, family, raw):
-    text = text.strip()
-    try:
-        mark = int(text, 16) if text.lower().startswith("0x") else int(text, 10)
-    except ValueError:
+    # Decimal or 0x-hexadecimal digits only: int() alone would also take
+    # blanks, signs and underscores.
+    if not FWMARK_RE.fullmatch(text):
         raise InvalidInputError("virtual_service %s: firewall mark %s is not a number; %s"
                                 % (raw, text, SPEC_HELP))
+    mark = int(text, 16) if text[:2].lower() == "0x" else int(text, 10)
     if not 1 <= mark <= MAX_FWMARK:
         raise InvalidInputError("virtual_service %s: firewall mark out of range; give 1-%d"
                                 % (raw, MAX_FWMARK))
@@ -233,7 +248,6 @@ def _fwmark_key(text, family, raw):
 
 
 def _address_key(proto, text, raw):
-    text = text.strip()
     host = port = None
     if text.startswith("["):
         close = text.find("]")
@@ -389,11 +403,11 @@ def _bad_line(number, line, why):
                       "report this with the output of ipvsadm --version" % (number, why, line.strip()))
 
 
-def parse_listing(text):
+def parse_listing(text, with_format=False):
     """Parse one ``ipvsadm -Ln [--exact] [FORMAT]`` output into a list of
-    Services.  The format is recognised from the column headers.  Any line
-    that does not fit raises ParseError: acting on a misread table is worse
-    than stopping."""
+    Services (with ``with_format``: (format, Services)).  The format is
+    recognised from the column headers.  Any line that does not fit raises
+    ParseError: acting on a misread table is worse than stopping."""
     services = []
     fmt = None
     current = None
@@ -419,6 +433,8 @@ def parse_listing(text):
             continue
         current = _parse_service(words, fmt, number, line)
         services.append(current)
+    if with_format:
+        return fmt, services
     return services
 
 
@@ -636,9 +652,20 @@ def find_ipvsadm(path=None):
 C_LOCALE = dict(LC_ALL="C", LANG="C", LANGUAGE="C")
 
 
-def spawn_runner(argv):
+# One ipvsadm run may take this long at most (the ``timeout`` option): a
+# listing of 1,000 destinations takes about 0.1 s even under user-mode Linux.
+DEFAULT_TIMEOUT = 30.0
+# After the kill, how long to wait for the process to be gone; a process stuck
+# in the kernel may not die at once, and the module must not hang on it.
+KILL_GRACE = 5.0
+
+
+def spawn_runner(argv, timeout=DEFAULT_TIMEOUT, stdin=None):
     """The runner the modules use: an argument list (never a shell), the C
-    locale so ipvsadm's messages are the ones this file knows, no stdin.
+    locale so ipvsadm's messages are the ones this file knows, ``stdin`` (text)
+    or nothing as its input, and an overall deadline: past ``timeout`` seconds
+    the process is killed and ``subprocess.TimeoutExpired`` raised
+    (Ipvsadm.run says what it means).
 
     Unlike AnsibleModule.run_command it passes no preexec_fn, so Python (3.10+)
     starts ipvsadm with vfork instead of copying the whole module process with
@@ -648,9 +675,18 @@ def spawn_runner(argv):
     entry in tests/sanity/ignore-2.21.txt (pylint's ansible-bad-function)."""
     environment = dict(os.environ)
     environment.update(C_LOCALE)
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=environment, close_fds=True)
-    out, err = process.communicate()
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+                               close_fds=True)
+    try:
+        out, err = process.communicate(None if stdin is None else stdin.encode("utf-8"), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        try:
+            process.communicate(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        raise
     return process.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
@@ -664,11 +700,15 @@ def stderr_message(stderr):
 
 
 class Ipvsadm(object):
-    """Runs ipvsadm through ``runner(argv) -> (rc, stdout, stderr)``
-    (spawn_runner in the modules; a fake in the unit tests)."""
+    """Runs ipvsadm through ``runner(argv, timeout, stdin) -> (rc, stdout,
+    stderr)`` (spawn_runner in the modules; a fake in the unit tests), each run
+    bounded by ``timeout`` seconds."""
 
-    def __init__(self, runner, binary=None):
+    def __init__(self, runner, binary=None, timeout=DEFAULT_TIMEOUT):
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0 or math.isnan(timeout):
+            raise InvalidInputError("timeout %r: must be above 0 seconds" % (timeout,))
         self.runner = runner
+        self.timeout = float(timeout)
         self._binary = binary
         self.tun_info = True
         self.calls = 0
@@ -686,38 +726,85 @@ class Ipvsadm(object):
         return self._binary
 
     def run(self, args, service=None, dest=None):
-        argv = [self.binary] + list(args)
-        self.calls += 1
-        try:
-            rc, out, err = self.runner(argv)
-        except (IOError, OSError) as error:
-            if error.errno in (errno.EACCES, errno.EPERM):
-                raise PermissionDeniedError("ipvsadm: cannot run %s (%s); run the task as root "
-                                            "(become: true)" % (argv[0], error.strerror))
-            raise CommandError("ipvsadm: cannot run %s (%s); install the ipvsadm package"
-                               % (argv[0], error))
+        """Run ipvsadm once; raise the core's error for a non-zero exit status."""
+        rc, out, err = self._spawn(args)
         if rc != 0:
             error = classify_failure(args, rc, err, service, dest)
             error.stderr = err
             raise error
         return out
 
-    def listing(self, fmt):
-        """``-Ln --exact`` in one format: tun_info, thresholds, persistent_conn,
-        stats, rate or default."""
-        if fmt == "tun_info" and not self.tun_info:
-            fmt = "default"
-        option = {"tun_info": ["--tun-info"], "thresholds": ["--thresholds"],
-                  "persistent_conn": ["--persistent-conn"], "stats": ["--stats"],
-                  "rate": ["--rate"], "default": []}[fmt]
+    def _spawn(self, args, stdin=None, shown=None, writes=True):
+        """(rc, stdout, stderr) of one ipvsadm run; ``shown`` is how error
+        messages name the command, ``writes`` whether it may change the table."""
+        argv = [self.binary] + list(args)
+        self.calls += 1
         try:
-            return parse_listing(self.run(["-L", "-n", "--exact"] + option))
-        except LBError as error:
-            if fmt == "tun_info" and "tun-info" in getattr(error, "stderr", ""):
-                # ipvsadm before 1.30 has no --tun-info (and no tunnel types).
-                self.tun_info = False
-                return parse_listing(self.run(["-L", "-n", "--exact"]))
-            raise
+            return self.runner(argv, self.timeout, stdin)
+        except subprocess.TimeoutExpired:
+            raise UnreachableError(timeout_message(shown or args, self.timeout, writes))
+        except (IOError, OSError) as error:
+            if error.errno in (errno.EACCES, errno.EPERM):
+                raise PermissionDeniedError("ipvsadm: cannot run %s (%s); run the task as root "
+                                            "(become: true)" % (argv[0], error.strerror))
+            raise CommandError("ipvsadm: cannot run %s (%s); install the ipvsadm package"
+                               % (argv[0], error))
+
+    def listing(self, fmt):
+        """``-Ln --exact`` in one format (tun_info, thresholds,
+        persistent_conn, stats, rate or default), as [Service]."""
+        return self.listings([fmt])[fmt]
+
+    def listings(self, formats, services=None):
+        """Several ``-Ln --exact`` listings in one ipvsadm process:
+        ``{format: [Service]}``, each format of the whole table, or of each of
+        ``services`` (ServiceKeys) only.
+
+        ``ipvsadm -R`` runs the ``-L`` lines it reads one after the other, so
+        one process (about 40 ms under user-mode Linux, most of it ipvsadm's
+        start-up) replaces one per format and service.  It reports only its
+        last line's exit status, so every listing asked for is accounted for
+        in the output: a service that does not exist is left out of the result
+        (the caller names it); anything else missing is an error."""
+        if "tun_info" in formats and not self.tun_info:
+            return self._without_tun_info(formats, services)
+        wanted = [(fmt, key.name if key is not None else None, key)
+                  for key in (services or [None]) for fmt in formats]
+        lines = [" ".join(listing_args(fmt, key)) for fmt, _name, key in wanted]
+        shown = ["-R", "(%s)" % "; ".join(lines)]
+        rc, out, err = self._spawn(["-R"], "".join(line + "\n" for line in lines), shown, writes=False)
+        got = {}
+        for block in split_listings(out):
+            fmt, parsed = parse_listing(block, with_format=True)
+            if services is None:
+                got[(fmt, None)] = parsed
+            elif len(parsed) == 1:
+                got[(fmt, parsed[0].name)] = parsed
+            else:
+                raise _bad_line(1, block.splitlines()[0], "%d services in the listing of one" % len(parsed))
+        missing = [(fmt, name) for fmt, name, _key in wanted if (fmt, name) not in got]
+        if missing and not got and "tun-info" in err and "tun_info" in formats:
+            # ipvsadm before 1.30 has no --tun-info (and no tunnel types).
+            self.tun_info = False
+            return self._without_tun_info(formats, services)
+        if missing and (services is None or "No such service" not in err):
+            if not got:
+                error = classify_failure(shown, rc or 255, err)
+                error.stderr = err
+                raise error
+            raise CommandError("ipvsadm %s: listed %d of the %d tables asked for (%s); nothing was changed, "
+                               "rerun the task" % (" ".join(shown), len(got), len(wanted), stderr_message(err)))
+        # What is still missing are services that do not exist: left out.
+        result = dict((fmt, []) for fmt in formats)
+        for (fmt, _name), parsed in got.items():
+            result[fmt].extend(parsed)
+        return result
+
+    def _without_tun_info(self, formats, services):
+        plain = ["default" if fmt == "tun_info" else fmt for fmt in formats]
+        listed = self.listings(plain, services)
+        listed["tun_info"] = listed.pop("default")
+        return listed
 
     def add(self, key, dest_name, options, weight):
         return self.run(["-a"] + key.args() + ["-r", dest_name] + dest_options(options, weight),
@@ -729,6 +816,40 @@ class Ipvsadm(object):
 
     def delete(self, key, dest_name):
         return self.run(["-d"] + key.args() + ["-r", dest_name], key.name, dest_name)
+
+
+LISTING_OPTIONS = {"tun_info": ["--tun-info"], "thresholds": ["--thresholds"],
+                   "persistent_conn": ["--persistent-conn"], "stats": ["--stats"], "rate": ["--rate"],
+                   "default": []}
+
+
+def listing_args(fmt, key=None):
+    """``-L -n --exact [FORMAT] [SERVICE]`` as a list.  These words become a
+    line of ``ipvsadm -R`` input: none may hold a blank or a line break (the
+    service's are canonical: addresses from inet_ntop, numbers)."""
+    args = ["-L", "-n", "--exact"] + LISTING_OPTIONS[fmt] + (key.args() if key is not None else [])
+    for word in args:
+        if not word or not word.isprintable() or " " in word:
+            raise InvalidInputError("ipvsadm: refusing to pass %r on a line of ipvsadm -R input" % (word,))
+    return args
+
+
+def split_listings(text):
+    """One ``ipvsadm -R`` output of several listings -> one text per listing.
+    A listing starts with its ``Prot`` column header, or with the version line
+    that comes just before it when the whole table is listed."""
+    blocks = []
+    current = []
+    for line in text.splitlines():
+        version = line.startswith("IP Virtual Server version")
+        header = line.startswith("Prot ") and not (current and current[-1].startswith("IP Virtual Server version"))
+        if (version or header) and current:
+            blocks.append(current)
+            current = []
+        current.append(line)
+    if current:
+        blocks.append(current)
+    return ["\n".join(block) + "\n" for block in blocks]
 
 
 def dest_options(options, weight):
@@ -749,6 +870,17 @@ def dest_options(options, weight):
         if checksum:
             args += ["--tun-" + checksum]
     return args
+
+
+def timeout_message(args, timeout, writes=True):
+    """What a killed ipvsadm run means: for a listing, nothing; for a write,
+    that nobody knows whether the kernel applied it."""
+    command = "ipvsadm %s" % " ".join(args)
+    if not writes:
+        return ("%s: no answer within timeout=%gs, killed; the director is overloaded or IPVS is stuck "
+                "(see dmesg); rerun the task, or raise timeout" % (command, timeout))
+    return ("%s: no answer within timeout=%gs, killed, so whether it took effect is unknown; check with "
+            "ipvsadm -Ln, then rerun the task, or raise timeout" % (command, timeout))
 
 
 def classify_failure(args, rc, stderr, service=None, dest=None):
@@ -848,6 +980,12 @@ class WeightMemory(object):
         entry = self._load().get(key)
         return entry["weight"] if entry else None
 
+    def weights(self):
+        """{key: weight} as the file says now (read again on every call:
+        another task on this director may have written it meanwhile)."""
+        self._data = self._read_file()
+        return dict((key, entry["weight"]) for key, entry in self._data.items())
+
     def remember(self, key, weight):
         self.remember_many({key: weight})
 
@@ -936,8 +1074,10 @@ def _fsync_dir(directory):
 # --------------------------------------------------------------------------
 
 def running_managers(proc_root="/proc"):
-    """{name: pid} of keepalived / ldirectord processes (ldirectord is a perl
-    script: its name is also looked for in the command line)."""
+    """{name: pid} of keepalived / ldirectord processes.  ldirectord is a perl
+    script: started through its #! line its name is its own, started as
+    ``perl ldirectord`` it is found in the command line, which is read only
+    for perl processes (one small read per process, however many there are)."""
     found = {}
     try:
         pids = sorted((int(p) for p in os.listdir(proc_root) if p.isdigit()))
@@ -948,7 +1088,7 @@ def running_managers(proc_root="/proc"):
             with open(os.path.join(proc_root, str(pid), "comm")) as handle:
                 comm = handle.read().strip()
             names = [comm]
-            if comm not in MANAGER_PROCESSES:
+            if comm.startswith("perl"):
                 with open(os.path.join(proc_root, str(pid), "cmdline"), "rb") as handle:
                     argv = handle.read().split(b"\0")[:2]
                 names += [os.path.basename(a.decode("utf-8", "replace")) for a in argv if a]
@@ -995,12 +1135,42 @@ def manager_warnings(proc_root="/proc", configs=MANAGER_CONFIGS):
     return warnings
 
 
+EXPIRE_QUIESCENT = "net.ipv4.vs.expire_quiescent_template"
+EXPIRE_NODEST = "net.ipv4.vs.expire_nodest_conn"
+
+
 def read_sysctl(name, proc_root="/proc"):
     try:
-        with open(os.path.join(proc_root, "sys", *name.split("."))) as handle:
+        with open(sysctl_path(name, proc_root)) as handle:
             return int(handle.read().strip())
     except (IOError, OSError, ValueError):
         return None
+
+
+def sysctl_path(name, proc_root="/proc"):
+    return os.path.join(proc_root, "sys", *name.split("."))
+
+
+def write_sysctl(name, value, proc_root="/proc", dry_run=False):
+    """Set an IPVS sysctl of this network namespace (``/proc/sys/net/ipv4/vs/...``);
+    with ``dry_run`` only check that it could be set."""
+    path = sysctl_path(name, proc_root)
+    try:
+        if dry_run:
+            if not os.access(path, os.W_OK):
+                raise OSError(errno.EACCES if os.path.exists(path) else errno.ENOENT,
+                              os.strerror(errno.EACCES if os.path.exists(path) else errno.ENOENT))
+            return
+        with open(path, "w") as handle:
+            handle.write("%d\n" % value)
+    except (IOError, OSError) as error:
+        reason = error.strerror or str(error)
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise PermissionDeniedError("sysctl %s: cannot be set to %d (%s); nothing was changed; run the task as "
+                                        "root on the director, or set it in /etc/sysctl.d and leave "
+                                        "expire_quiescent_template off" % (name, value, reason))
+        raise CommandError("sysctl %s: cannot be set to %d (%s); nothing was changed; is ip_vs loaded?"
+                           % (name, value, reason))
 
 
 # --------------------------------------------------------------------------
@@ -1031,28 +1201,37 @@ class IPVSBackend(Backend):
 
     def __init__(self, ipvsadm, memory=None, count_inactive=False, count_persistent=False,
                  stats=False, rates=False, read_persistent=None, proc_root="/proc", configs=MANAGER_CONFIGS,
-                 check_managers=True):
+                 check_managers=True, expire_quiescent_template=False):
         super(IPVSBackend, self).__init__()
         self.ipvsadm = ipvsadm
         self.memory = memory or WeightMemory()
         self.count_inactive = count_inactive
         self.count_persistent = count_persistent
-        # PersistConn costs one more listing of the whole table: read it when
-        # it is counted, or asked for (the info module).
+        # PersistConn costs one more listing of the table (in the same
+        # ipvsadm run): read it when it is counted, or asked for (the info module).
         self.read_persistent = count_persistent if read_persistent is None else read_persistent
+        # Set net.ipv4.vs.expire_quiescent_template=1 before draining in a
+        # persistent service, so that returning clients move (prepare()).
+        self.expire_quiescent_template = expire_quiescent_template
         self.stats = stats
         self.rates = rates
         self.proc_root = proc_root
         self.configs = configs
         self.check_managers = check_managers
         self.services = {}
+        self.remembered = {}
         self.forced = []
 
     # ---- reading
 
-    def _table(self, formats):
-        listings = [self.ipvsadm.listing(fmt) for fmt in formats]
-        return merge_listings(listings)
+    def _table(self, formats, containers=None):
+        """The table in ``formats``, merged; only ``containers`` when named
+        (a missing one is simply not in the result)."""
+        keys = None
+        if containers:
+            keys = [parse_service_spec(name) for name in containers]
+        listed = self.ipvsadm.listings(formats, keys)
+        return merge_listings([listed[fmt] for fmt in formats])
 
     def _formats(self, full):
         formats = ["tun_info"]
@@ -1067,14 +1246,18 @@ class IPVSBackend(Backend):
         return formats
 
     def read(self, containers):
-        table = self._table(self._formats(full=True))
+        """The members in ``containers``, and what planning needs beside them:
+        the services' own flags and the weights remembered before drains (so
+        that planning does no I/O)."""
+        table = self._table(self._formats(full=True), containers)
         self.services = table
+        self.remembered = self.memory.weights()
         return self._members(table, containers)
 
     def poll(self, containers):
         """While waiting only the counters move: one or two listings, and the
         thresholds carried over from the last full read."""
-        table = self._table(self._formats(full=False))
+        table = self._table(self._formats(full=False), containers)
         for name, service in table.items():
             known = self.services.get(name)
             if known is None:
@@ -1153,7 +1336,7 @@ class IPVSBackend(Backend):
             return requested
         if member.state == "present":
             return None
-        remembered = self.memory.get(member_key(member.container, member.name))
+        remembered = self.remembered.get(member_key(member.container, member.name))
         for warning in self.memory.warnings:
             self.warn(warning)
         if remembered is not None:
@@ -1218,14 +1401,33 @@ class IPVSBackend(Backend):
             self._current_options(member)
 
     def prepare(self, changes, request):
-        """Remember, in one write of the state file, the weights the drains are
-        about to set to 0; if the file cannot be written, nothing is changed."""
+        """Before the first write: remember, in one write of the state file,
+        the weights the drains are about to set to 0, and with
+        expire_quiescent_template set that sysctl to 1 if a drain is in a
+        persistent service.  If either fails, nothing is changed."""
         weights = {}
         for change in changes:
             if change.state in ("drained", "absent") and change.member.weight:
                 weights[member_key(change.member.container, change.member.name)] = change.member.weight
+        persistent = self._persistent_services(c.member.container for c in changes
+                                               if c.state in ("drained", "absent"))
+        before = None
+        if self.expire_quiescent_template and persistent:
+            before = read_sysctl(EXPIRE_QUIESCENT, self.proc_root)
+            if before != 1:
+                write_sysctl(EXPIRE_QUIESCENT, 1, self.proc_root, dry_run=True)     # fail before any write
         if weights:
             self.memory.remember_many(weights)
+        if before != 1 and self.expire_quiescent_template and persistent:
+            write_sysctl(EXPIRE_QUIESCENT, 1, self.proc_root)
+            self.warn("%s: set to 1 (was %s) before draining in the persistent virtual service%s %s, so clients "
+                      "with a persistence template go to other real servers; it applies to the whole director "
+                      "and stays 1" % (EXPIRE_QUIESCENT, before, "s" if len(persistent) > 1 else "",
+                                       ", ".join(persistent)))
+
+    def _persistent_services(self, names):
+        return sorted(set(name for name in names
+                          if name in self.services and self.services[name].persistent is not None))
 
     # ---- writing
 
@@ -1265,7 +1467,7 @@ class IPVSBackend(Backend):
         deletes the destinations anyway; what happens to their connections is
         the kernel's expire_nodest_conn choice, returned as the core's note."""
         self.forced.extend(members)
-        expire = read_sysctl("net.ipv4.vs.expire_nodest_conn", self.proc_root)
+        expire = read_sysctl(EXPIRE_NODEST, self.proc_root)
         if expire == 1:
             fate = "net.ipv4.vs.expire_nodest_conn=1, so they are reset on their next packet"
         else:
@@ -1283,7 +1485,8 @@ class IPVSBackend(Backend):
         if self.check_managers:
             for warning in manager_warnings(self.proc_root, self.configs):
                 self.warn(warning)
-        expire_templates = None
+        draining = request is not None and request.state in ("drained", "absent")
+        pinned = []         # (service, real server) kept reachable by persistence templates
         for entry in result.get("members", []):
             service = self.services.get(entry.get("container"))
             if service is None:
@@ -1291,19 +1494,19 @@ class IPVSBackend(Backend):
             leaving = entry.get("state_before") == "present" and entry.get("state") in ("drained", "absent")
             if leaving:
                 self._scheduler_warning(service, entry)
-                if service.persistent is not None:
-                    if expire_templates is None:
-                        expire_templates = read_sysctl("net.ipv4.vs.expire_quiescent_template",
-                                                       self.proc_root)
-                    if expire_templates == 0:
-                        self.warn(
-                            "virtual service %s is persistent (%d s) and net.ipv4.vs."
-                            "expire_quiescent_template=0: clients with a persistence template keep "
-                            "reaching %s while its weight is 0; set the sysctl to 1 to move them, or "
-                            "count_persistent: true to wait until their templates expire"
-                            % (service.name, service.persistent, entry.get("name")))
+            if draining and entry.get("state_before") != "absent" and service.persistent is not None:
+                pinned.append((service.name, entry.get("name")))
             if request is not None and request.state == "present" and entry.get("state_before") != "absent":
                 self._kept_option_warning(entry, request.options)
+        if pinned and not self.expire_quiescent_template \
+                and read_sysctl(EXPIRE_QUIESCENT, self.proc_root) == 0:
+            services = sorted(set(name for name, _dest in pinned))
+            servers = sorted(set(dest for _name, dest in pinned))
+            self.warn("virtual service%s %s %s persistent and %s=0: clients with a persistence template keep "
+                      "reaching %s while %s weight is 0; set expire_quiescent_template: true (or the sysctl to 1) "
+                      "to move them, or count_persistent: true to wait until their templates expire"
+                      % ("s" if len(services) > 1 else "", ", ".join(services), "are" if len(services) > 1 else "is",
+                         EXPIRE_QUIESCENT, ", ".join(servers), "their" if len(servers) > 1 else "its"))
         return []     # all of them went through warn()
 
     def _scheduler_warning(self, service, entry):

@@ -680,7 +680,14 @@ class BalancerLock(object):
             import fcntl
         except ImportError:     # not on Linux/BSD: the re-read still guards
             return self
-        path = self.path_for(self.key)
+        try:
+            path = self.path_for(self.key)
+        except OSError as error:
+            # tempfile.gettempdir() found no directory this user can write to.
+            self.warning = ("lock for %s: no directory to keep it in (%s); going on without it (the capacity "
+                            "guard still re-reads after writing); set %s to a writable directory"
+                            % (self.key, error.strerror or error, LOCK_DIR_ENV))
+            return self
         try:
             # Read-only is enough for flock, and lets every user share one file
             # in /tmp whoever created it; O_NOFOLLOW refuses a planted symlink.

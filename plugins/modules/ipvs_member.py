@@ -50,7 +50,11 @@ notes:
   - When C(keepalived) or C(ldirectord) runs on the director, or their configuration defines virtual
     services, the module warns that they may overwrite its runtime changes. It also warns when a
     real server is drained in a C(sh) or C(mh) service without the C(sh-fallback)/C(mh-fallback)
-    flag, and in a persistent service while C(net.ipv4.vs.expire_quiescent_template) is 0.
+    flag.
+  - "Persistent services (C(ipvsadm -p)): a real server at weight 0 still receives the clients whose
+    persistence template points at it, unless C(net.ipv4.vs.expire_quiescent_template) is 1. When
+    draining in a persistent service while it is 0, the module warns in one line naming the services;
+    O(expire_quiescent_template=true) sets it to 1 first."
   - Requires C(ipvsadm) and root (or C(CAP_NET_ADMIN)) on the director; use C(become).
   - See docs/ipvs.md in the collection for the complete behaviour and troubleshooting.
 options:
@@ -137,6 +141,25 @@ options:
       - Also count persistence templates (C(PersistConn)) as open sessions while waiting for a drain.
     type: bool
     default: false
+  expire_quiescent_template:
+    description:
+      - When this task drains a real server (V(drained), or the drain that starts V(absent)) in a
+        persistent virtual service, first set the director's C(net.ipv4.vs.expire_quiescent_template)
+        to 1, so that clients whose persistence template points at the drained real server are sent
+        to the others at their next connection instead of returning to it.
+      - The sysctl applies to every virtual service of the director (its network namespace) and is
+        left at 1; a warning says when it was changed. Nothing is written in check mode, and nothing
+        at all if it cannot be set (read-only C(/proc/sys)).
+      - With V(false) (default) the sysctl is never changed; draining in a persistent service while it
+        is 0 gives a warning.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds one C(ipvsadm) run may take at most. Past it the process is killed and the task fails
+        (C(error_type=UnreachableError)), saying for a write that its effect is unknown.
+    type: float
+    default: 30
   state_file:
     description:
       - The JSON file on the director that remembers the weight a real server had before it was
@@ -192,6 +215,15 @@ EXAMPLES = r"""
     upper_threshold: 200
     lower_threshold: 150
     state: present
+  become: true
+
+- name: Drain it in a persistent (sticky) service, moving its persistent clients and waiting for their templates
+  gentle.lb.ipvs_member:
+    address: 192.168.100.78
+    virtual_service: tcp:192.168.100.11:443
+    expire_quiescent_template: true
+    count_persistent: true
+    state: drained
   become: true
 
 - name: Remove a real server from a firewall-mark service after it drained
@@ -322,25 +354,27 @@ waited:
   type: float
   sample: 12.35
 reasserted:
-  description: How many times a real server was put back into the requested state after somebody else changed it
-    during the wait (see O(reassert)).
+  description: How many times a real server was put back into the requested state after somebody else
+    (keepalived, an operator) changed its weight during the wait (see O(reassert)).
   returned: always
   type: int
   sample: 0
 error_type:
   description: On failure, the class of the error, for example V(GuardRefusedError), V(WaitTimeoutError),
-    V(StateLostError), V(NotFoundError), V(UnreachableError), V(InvalidInputError). Match on this, not on RV(msg).
+    V(StateLostError), V(NotFoundError), V(UnreachableError), V(PermissionDeniedError), V(InvalidInputError),
+    V(CommandError). Match on this, not on RV(msg).
   returned: failure
   type: str
   sample: GuardRefusedError
 guard:
-  description: On a capacity guard refusal, per virtual service holding a selected real server, its number of members, how
-    many are in rotation and healthy (V(active)), how many must stay (V(needed)), which selected members would
-    leave (V(leaving)) and how many of them may leave now (V(may_leave)).
+  description: On a capacity guard refusal, per virtual service holding a selected real server, its number
+    of destinations, how many are in rotation (V(active)), how many must stay (V(needed)), which selected
+    destinations would leave (V(leaving)) and how many of them may leave now (V(may_leave)).
   returned: when error_type is GuardRefusedError
   type: list
   elements: dict
-  sample: [{"container": "tcp:10.0.0.100:80", "members": 4, "active": 4, "needed": 3, "leaving": ["a", "b"], "may_leave": 1}]
+  sample: [{"container": "tcp:10.0.0.100:80", "members": 3, "active": 3, "needed": 2,
+            "leaving": ["172.16.1.2:80", "172.16.2.2:80"], "may_leave": 1}]
 msg:
   description: One line saying what was done.
   returned: always
@@ -370,6 +404,8 @@ ARGS = dict(
     tunnel_checksum=dict(type="str", choices=["nocsum", "csum", "remcsum"]),
     count_inactive=dict(type="bool", default=False),
     count_persistent=dict(type="bool", default=False),
+    expire_quiescent_template=dict(type="bool", default=False),
+    timeout=dict(type="float", default=ipvs.DEFAULT_TIMEOUT),
     state_file=dict(type="path", default=ipvs.DEFAULT_STATE_FILE,
                     fallback=(env_fallback, ["GENTLE_LB_IPVS_STATE_FILE"])),
 )
@@ -384,10 +420,11 @@ def main():
             params, ipvs.selectors(params["address"], params["port"]),
             ipvs.service_names(params["virtual_service"]), weight=params["weight"],
             options=dict((key, params[key]) for key in ipvs.DEST_OPTION_KEYS))
-        backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.spawn_runner),
+        backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.spawn_runner, timeout=params["timeout"]),
                                    memory=ipvs.WeightMemory(params["state_file"]),
                                    count_inactive=params["count_inactive"],
-                                   count_persistent=params["count_persistent"])
+                                   count_persistent=params["count_persistent"],
+                                   expire_quiescent_template=params["expire_quiescent_template"])
         result = member.run(backend, request, check_mode=module.check_mode)
     except member.LBError as error:
         specs.fail_with(module, error)

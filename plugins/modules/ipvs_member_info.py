@@ -19,7 +19,7 @@ description:
     weight, state, forwarding method, thresholds, tunnel options and connection counts, in the
     same shape as M(gentle.lb.ipvs_member) returns them. Optionally traffic counters and rates.
   - Reads C(ipvsadm -Ln --exact) in the C(--tun-info), C(--thresholds) and C(--persistent-conn)
-    formats (and C(--stats), C(--rate) when asked). Never changes anything.
+    formats (and C(--stats), C(--rate) when asked), all in one C(ipvsadm -R) run. Never changes anything.
 notes:
   - "State mapping: V(present) = weight above 0, V(drained) = weight 0. IPVS has no health view:
     C(health) is always V(unknown)."
@@ -62,6 +62,12 @@ options:
         estimates them about every two seconds, so they lag behind the traffic.
     type: bool
     default: false
+  timeout:
+    description:
+      - Seconds one C(ipvsadm) run may take at most; past it the process is killed and the task fails
+        (C(error_type=UnreachableError)).
+    type: float
+    default: 30
 extends_documentation_fragment:
   - gentle.lb.action_group.INFO_MODULE
   - gentle.lb.action_group.IPVS
@@ -255,6 +261,12 @@ services:
       description: The service's rates.
       returned: when O(rates=true)
       type: dict
+error_type:
+  description: On failure, the class of the error, for example V(NotFoundError), V(UnreachableError),
+    V(PermissionDeniedError), V(InvalidInputError), V(CommandError). Match on this, not on RV(msg).
+  returned: failure
+  type: str
+  sample: NotFoundError
 msg:
   description: One line saying what was read.
   returned: always
@@ -274,6 +286,7 @@ ARGS = dict(
     count_persistent=dict(type="bool", default=False),
     stats=dict(type="bool", default=False),
     rates=dict(type="bool", default=False),
+    timeout=dict(type="float", default=ipvs.DEFAULT_TIMEOUT),
 )
 
 
@@ -282,7 +295,7 @@ def main():
     params = module.params
     try:
         selectors = ipvs.selectors(params["address"], params["port"])
-        backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.spawn_runner),
+        backend = ipvs.IPVSBackend(ipvs.Ipvsadm(ipvs.spawn_runner, timeout=params["timeout"]),
                                    count_inactive=params["count_inactive"],
                                    count_persistent=params["count_persistent"],
                                    stats=params["stats"], rates=params["rates"], read_persistent=True)

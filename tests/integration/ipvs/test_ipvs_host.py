@@ -66,3 +66,33 @@ def test_ipvsadm_missing_on_the_host():
     assert result.failed
     assert result["msg"].startswith("ipvsadm: not installed on this director (not found in PATH=/nonexistent); "
                                     "install the ipvsadm package")
+
+
+@pytest.mark.skipif(os.environ.get("LAB_UML_GUEST") == "1", reason="host-only test")
+@pytest.mark.parametrize("module, args, message", [
+    ("ipvs_member", dict(address="10.0.0.1\n", state="drained"),
+     "address '10.0.0.1\\n': has blanks around it or a line break or control character in it; give the value alone"),
+    ("ipvs_member", dict(address=["10.0.0.2", "10.0.0.1\n"], state="drained"),
+     "address '10.0.0.1\\n': has blanks around it or a line break or control character in it; give the value alone"),
+    ("ipvs_member", dict(address="10.0.0.1", state="drained", virtual_service="tcp:10.0.0.100:80\n"),
+     "virtual_service 'tcp:10.0.0.100:80\\n': has blanks around it or a line break or control character in it; "
+     "give the value alone"),
+    ("ipvs_member", dict(address="10.0.0.1", state="present", virtual_service=["fwmark:7\n"]),
+     "virtual_service 'fwmark:7\\n': has blanks around it or a line break or control character in it; "
+     "give the value alone"),
+    ("ipvs_member_info", dict(address="10.0.0.1\n"),
+     "address '10.0.0.1\\n': has blanks around it or a line break or control character in it; give the value alone"),
+    ("ipvs_member_info", dict(virtual_service="TCP 10.0.0.100:80\n"),
+     "virtual_service 'TCP 10.0.0.100:80\\n': has blanks around it or a line break or control character in it; "
+     "give the value alone"),
+])
+def test_a_name_with_a_trailing_newline_is_refused_before_any_ipvsadm_run(module, args, message):
+    """Full-string checks: nothing is stripped.  PATH has no ipvsadm, so had the
+    check let the name through, the result would say ipvsadm is missing."""
+    result = run_module(module, dict(args, state_file="/nonexistent/never-written.json")
+                        if module == "ipvs_member" else args, env={"PATH": "/nonexistent"})
+    assert result.failed
+    assert result["error_type"] == "InvalidInputError"
+    assert result["msg"] == message
+    assert "\n" not in result["msg"]
+    assert not os.path.exists("/nonexistent/never-written.json")

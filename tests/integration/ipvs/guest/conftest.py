@@ -257,14 +257,14 @@ class NetnsLab(object):
         self.director.restore("\n".join(rules))
         return "%s:%s:%d" % ("udp" if udp else "tcp", VIP, port)
 
-    def hold(self, count, port=80):
-        """Open ``count`` connections to VIP:port and keep them until release()."""
+    def hold(self, count, port=80, vip=VIP):
+        """Open ``count`` connections to vip:port and keep them until release()."""
         name = "held%d" % len(self.held)
         ready = os.path.join(self.tmp, name + ".ready")
         release = os.path.join(self.tmp, name + ".release")
         proc = subprocess.Popen(["ip", "netns", "exec", "client", SYSTEM_PYTHON, os.path.join(LAB, "holdconn.py"),
                                  "-n", str(count), "--ready", ready, "--until", release, "--hold", "120",
-                                 VIP, str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 vip, str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         held = Held(proc, ready, release, count)
         self.held.append(held)
         deadline = time.monotonic() + 20
@@ -277,16 +277,21 @@ class NetnsLab(object):
         return held
 
     @staticmethod
-    def ask(port=80):
-        """One new request through the VIP: the name of the real server that answered."""
-        code = ("import socket; s = socket.create_connection(('%s', %d), timeout=5); "
-                "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); data = b''\n"
-                "while True:\n    chunk = s.recv(4096)\n    if not chunk: break\n    data += chunk\n"
-                "print(data.split(b'\\r\\n\\r\\n', 1)[1].decode().strip())" % (VIP, port))
+    def ask(port=80, vip=VIP, count=1):
+        """New requests through the VIP, one connection each, all from the client
+        namespace's one address: the names of the real servers that answered
+        (a string for one request, a list for several)."""
+        code = ("import socket\nfor _ in range(%d):\n"
+                "    s = socket.create_connection(('%s', %d), timeout=5)\n"
+                "    s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); data = b''\n"
+                "    while True:\n        chunk = s.recv(4096)\n        if not chunk: break\n        data += chunk\n"
+                "    s.close()\n"
+                "    print(data.split(b'\\r\\n\\r\\n', 1)[1].decode().strip())" % (count, vip, port))
         proc = subprocess.run(["ip", "netns", "exec", "client", SYSTEM_PYTHON, "-c", code], capture_output=True,
                               text=True, timeout=30, check=False)
         assert proc.returncode == 0, proc.stderr
-        return proc.stdout.strip()
+        answers = proc.stdout.split()
+        return answers[0] if count == 1 else answers
 
     def in_background(self, function, *args, **kwargs):
         """Run function in a thread; returns a record with .done (event), .result, .finished_at."""

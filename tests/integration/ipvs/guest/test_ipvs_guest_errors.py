@@ -28,8 +28,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
      "virtual service tcp:10.0.0.200:80: not defined on this director (ipvsadm -Ln does not list it); check "
      "protocol, address and port, or create the service first"),
     (dict(address="10.0.0.77", state="drained"),
-     "real server 10.0.0.77: not found in any virtual service; check the name or address, or name the "
-     "virtual service it belongs to"),
+     "real server 10.0.0.77: not found in any virtual service (searched tcp:10.0.0.100:80); check the name or "
+     "address, or name the virtual service it belongs to"),
     (dict(address="10.0.0.300", state="drained"), "address 10.0.0.300: not an IP address"),
     (dict(address="10.0.0.1", port=70000, state="drained"), "port 70000: out of range; give 0-65535"),
     (dict(address="10.0.0.1", state="drained", virtual_service="tcp:10.0.0.100"),
@@ -107,5 +107,8 @@ def test_state_file_not_writable_leaves_the_table_alone(director, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a directory")
     result = director.member(dict(address="10.0.0.1", state="drained", state_file=str(blocker / "w.json")))
-    assert result.failed and result["msg"].startswith("state_file %s: cannot be written" % (blocker / "w.json"))
+    # Read with the table (the remembered weights are part of what planning needs).
+    assert result.failed and result["msg"] == ("state_file %s: cannot be read (Not a directory); fix the path or set "
+                                               "state_file" % (blocker / "w.json"))
+    assert result["error_type"] == "CommandError"
     assert director.snapshot() == start

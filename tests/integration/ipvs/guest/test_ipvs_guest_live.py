@@ -100,7 +100,7 @@ def test_timeout_fail_continue_and_force(lab, director):
     started = time.monotonic()
     failed = director.member(address="172.16.1.2", state="drained", wait_timeout=1.5)
     assert failed.failed
-    assert failed["msg"] == ("real server 172.16.1.2: not drained after wait_timeout=1.5s "
+    assert failed["msg"] == ("real server 172.16.1.2:83: not drained after wait_timeout=1.5s "
                              "(tcp:10.0.0.100:83/172.16.1.2:83 2 sessions); giving up, raise wait_timeout or "
                              "use on_timeout: force")
     assert failed["changed"] is True and failed["members"][0]["state"] == "drained"

@@ -302,6 +302,6 @@ def test_warnings_for_sh_without_fallback_persistence_and_keepalived(director, f
     warnings = director.warnings(result)
     assert any("tcp:10.0.0.100:80 uses the sh scheduler without sh-fallback" in w for w in warnings)
     assert not any("tcp:10.0.0.101:80" in w for w in warnings)
-    assert any("tcp:10.0.0.102:80 is persistent (300 s)" in w and "expire_quiescent_template=0" in w
-               for w in warnings)
+    assert any(w.startswith("virtual service tcp:10.0.0.102:80 is persistent and "
+                            "net.ipv4.vs.expire_quiescent_template=0: ") for w in warnings)
     assert any(w.startswith("keepalived is running (pid %d)" % keepalived.pid) for w in warnings)

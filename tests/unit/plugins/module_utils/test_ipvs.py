@@ -15,6 +15,8 @@ import json
 import os
 import shlex
 import stat
+import subprocess
+import time
 
 import pytest
 
@@ -251,7 +253,6 @@ def test_long_ipv6_and_odd_spacing_are_split_on_whitespace():
 
 @pytest.mark.parametrize("text, expected", [
     ("10.0.0.1", ("10.0.0.1", 4)),
-    (" 10.0.0.1 ", ("10.0.0.1", 4)),
     ("2001:DB8:0:0:0:0:0:1", ("2001:db8::1", 6)),
     ("[2001:db8::1]", ("2001:db8::1", 6)),
     ("::ffff:10.0.0.1", ("::ffff:10.0.0.1", 6)),
@@ -266,14 +267,24 @@ def test_normalize_address(text, expected):
     ("web1.example.com", "host names"),
     ("10.0.0.1:80", "port option"),
     ("fe80::1%eth0", "zone"),
-    ("", "not an IP address"),
+    ("", "empty"),
     ("10.0.0.1; reboot", "not an IP address"),
+    ("10.0.0.1 10.0.0.2", "not an IP address"),
     (None, "not an IP address"),
+    # The whole string is the address: no stripping.
+    ("10.0.0.1\n", "line break"),
+    (" 10.0.0.1", "blanks around it"),
+    ("10.0.0.1 ", "blanks around it"),
+    ("\t10.0.0.1", "blanks around it"),
+    ("[2001:db8::1]\n", "line break"),
+    ("10.0.0.1\x00", "control character"),
 ])
 def test_bad_addresses(text, fragment):
     with pytest.raises(InvalidInputError) as info:
         ipvs.normalize_address(text)
     assert fragment in info.value.msg
+    assert "\n" not in info.value.msg
+    assert info.value.msg.startswith("address ")
 
 
 @pytest.mark.parametrize("spec, name, args", [
@@ -289,7 +300,6 @@ def test_bad_addresses(text, fragment):
     ("FWM  7 IPv6", "fwmark6:7", ["-f", "7", "-6"]),
     ("TCP  10.0.0.100:80", "tcp:10.0.0.100:80", ["-t", "10.0.0.100:80"]),
     ("UDP  [2001:db8::100]:53", "udp:[2001:db8::100]:53", ["-u", "[2001:db8::100]:53"]),
-    (" tcp:10.0.0.1:80 ", "tcp:10.0.0.1:80", ["-t", "10.0.0.1:80"]),
 ])
 def test_service_specs(spec, name, args):
     key = ipvs.parse_service_spec(spec)
@@ -315,12 +325,27 @@ def test_service_specs(spec, name, args):
     ("FWM 7 IPv4", "not understood"),
     ("TCP 10.0.0.1:80 wlc", "not understood"),
     ("tcp:[2001:db8::1:53", "not understood"),
+    # The whole string is the name: blanks around it, line breaks and tabs
+    # are refused, never stripped (int() and ipaddress would accept some).
+    ("tcp:10.0.0.1:80\n", "line break"),
+    (" tcp:10.0.0.1:80 ", "blanks around it"),
+    ("fwmark:7\n", "line break"),
+    ("FWM 7\n", "line break"),
+    ("TCP\t10.0.0.100:80", "control character"),
+    ("tcp:10.0.0.1:\n80", "line break"),
+    ("tcp:10.0.0.1: 80", "not understood"),
+    ("tcp: 10.0.0.1:80", "not understood"),
+    ("fwmark: 7", "not understood"),
+    ("fwmark:+7", "not a number"),
+    ("fwmark:1_0", "not a number"),
+    ("tcp:10.0.0.1:+80", "not a port number"),
 ])
 def test_bad_service_specs(spec, fragment):
     with pytest.raises(InvalidInputError) as info:
         ipvs.parse_service_spec(spec)
     assert fragment in info.value.msg
     assert info.value.msg.startswith("virtual_service")
+    assert "\n" not in info.value.msg
 
 
 def test_service_names_are_canonical_and_deduplicated():
@@ -332,7 +357,8 @@ def test_service_names_are_canonical_and_deduplicated():
 
 
 @pytest.mark.parametrize("port, ok", [(0, True), (80, True), (65535, True), (65536, False), (-1, False),
-                                      ("80", True), ("x", False)])
+                                      ("80", True), ("x", False), ("80\n", False), (" 80", False),
+                                      ("+80", False), (True, False), (None, False)])
 def test_ports(port, ok):
     if ok:
         assert ipvs.check_port(port) == int(port)
@@ -412,7 +438,7 @@ def test_kernel_and_privilege_messages():
 def test_missing_ipvsadm_says_install_it(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     calls = []
-    driver = ipvs.Ipvsadm(runner=calls.append)
+    driver = ipvs.Ipvsadm(runner=lambda argv, timeout, stdin=None: calls.append(argv))
     with pytest.raises(CommandError) as info:
         driver.listing("tun_info")
     assert "not installed" in info.value.msg and "install the ipvsadm package" in info.value.msg
@@ -428,7 +454,7 @@ def test_ipvsadm_is_found_in_path_only(tmp_path):
 
 
 def test_runner_oserror_is_mapped():
-    def denied(argv):
+    def denied(argv, timeout, stdin=None):
         raise OSError(13, "Permission denied")
     with pytest.raises(PermissionDeniedError):
         ipvs.Ipvsadm(denied, binary="/usr/sbin/ipvsadm").listing("tun_info")
@@ -594,7 +620,8 @@ class FakeKernel(object):
 
     def __init__(self, clock=None):
         self.services = {}      # name -> dict(key=ServiceKey, sched=, flags=str, dests={name: dict})
-        self.calls = []
+        self.calls = []          # the argv of every ipvsadm command (each line of an ipvsadm -R too)
+        self.processes = 0       # ipvsadm processes started
         self.clock = clock
         self.active = {}        # (service, dest) -> (count, until)
         self.fail = {}          # first argv word -> (rc, stderr)
@@ -620,22 +647,40 @@ class FakeKernel(object):
             if record is not None and self.clock is not None and self.clock.now >= until:
                 record["active"] = 0
 
-    def __call__(self, argv):
-        args = argv[1:]
+    def __call__(self, argv, timeout=None, stdin=None):
+        self.processes += 1
+        if argv[1:] == ["-R"]:
+            # ipvsadm -R: every line is run in turn; errors go to stderr and
+            # only the last line's exit status is returned.
+            rc, out, err = 0, "", ""
+            for line in stdin.splitlines():
+                rc, line_out, line_err = self.one(line.split())
+                out += line_out
+                err += line_err
+            return rc, out, err
+        return self.one(argv[1:])
+
+    def one(self, args):
         self.calls.append(args)
         if args and args[0] in self.fail:
             rc, err = self.fail[args[0]]
             return rc, "", err
         self._tick()
         if args[:2] == ["-L", "-n"]:
-            return 0, self.render(args[3:]), ""
+            return self.render(args[3:])
         return self.write(args)
 
-    def render(self, option):
+    def render(self, words):
+        option = [w for w in words if w.startswith("--")]
         fmt = {"--tun-info": "tun_info", "--thresholds": "thresholds",
                "--persistent-conn": "persistent_conn", "--stats": "stats", "--rate": "rate"}.get(
                    option[0] if option else None, "default")
-        lines = ["IP Virtual Server version 1.2.1 (size=4096)"]
+        only = None
+        if len(words) > len(option):
+            only = ipvs.parse_service_spec(self._spec(["-L"] + words[len(option):])).name
+            if only not in self.services:
+                return 1, "", "No such service\n"
+        lines = [] if only else ["IP Virtual Server version 1.2.1 (size=4096)"]
         if fmt == "thresholds":
             lines += ["Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn ",
                       "  -> RemoteAddress:Port"]
@@ -650,6 +695,8 @@ class FakeKernel(object):
                       "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"]
         for service in self.services.values():
             key = service["key"]
+            if only and key.name != only:
+                continue
             if key.protocol == "fwmark":
                 head = "FWM  %d%s" % (key.fwmark, " IPv6" if key.family == 6 else "")
             else:
@@ -665,7 +712,7 @@ class FakeKernel(object):
                 else:
                     cols = [d["fwd"], d["weight"], d["active"], d["inactive"]]
                 lines.append("  -> %-28s %s" % (name, " ".join("%-6s" % c for c in cols)))
-        return "\n".join(lines) + "\n"
+        return 0, "\n".join(lines) + "\n", ""
 
     def write(self, args):
         op = args[0]
@@ -1001,16 +1048,20 @@ def test_permission_denied_on_read(kernel, tmp_path):
 def test_old_ipvsadm_without_tun_info_falls_back(kernel, tmp_path):
     calls = []
 
-    def runner(argv):
-        calls.append(argv[1:])
-        if "--tun-info" in argv:
-            return 2, "", "ipvsadm: unrecognized option '--tun-info'\n"
-        return kernel(argv)
+    def runner(argv, timeout, stdin=None):
+        calls.append(stdin)
+        if "--tun-info" in stdin:
+            # popt stops ipvsadm at the first line with an unknown option.
+            return 2, "", "ipvsadm: --tun-info: unknown option\n"
+        return kernel(argv, timeout, stdin)
     backend = ipvs.IPVSBackend(ipvsadm=ipvs.Ipvsadm(runner=runner, binary="ipvsadm"),
                                memory=ipvs.WeightMemory(str(tmp_path / "w.json")), configs=(),
                                proc_root=str(tmp_path))
     members = backend.read(None)
-    assert ["-L", "-n", "--exact"] in calls
+    assert calls == ["-L -n --exact --tun-info\n-L -n --exact --thresholds\n",
+                     "-L -n --exact\n-L -n --exact --thresholds\n"]
+    backend.poll(None)
+    assert calls[-1] == "-L -n --exact\n"          # remembered: no second try
     udp = [m for m in members if m.name == "10.0.0.1:53"][0]
     assert udp.details["forwarding"] == "tunnel" and udp.details["tunnel_type"] == "ipip"
 
@@ -1033,11 +1084,84 @@ def test_sh_without_fallback_and_persistence_warnings(tmp_path):
     warnings = result["warnings"]
     assert any("tcp:10.0.0.100:80 uses the sh scheduler without sh-fallback" in w for w in warnings)
     assert not any("tcp:10.0.0.101:80" in w for w in warnings)
-    assert any("tcp:10.0.0.102:80 is persistent (300 s)" in w and "expire_quiescent_template=0" in w
-               for w in warnings)
+    assert ("virtual service tcp:10.0.0.102:80 is persistent and net.ipv4.vs.expire_quiescent_template=0: clients "
+            "with a persistence template keep reaching 10.0.0.1:80 while its weight is 0; set "
+            "expire_quiescent_template: true (or the sysctl to 1) to move them, or count_persistent: true to wait "
+            "until their templates expire") in warnings
     (proc / "expire_quiescent_template").write_text("1\n")
     result = run(kernel, tmp_path, request("drained", "10.0.0.1"), check_mode=True)
     assert not any("persistent" in w for w in result["warnings"])
+
+
+@pytest.fixture
+def sticky(tmp_path):
+    """Two persistent services and a plain one, all with 10.0.0.1; the sysctl at 0."""
+    kernel = FakeKernel()
+    for spec, flags in (("tcp:10.0.0.102:80", "persistent 300"), ("fwmark:9", "persistent 60"),
+                        ("tcp:10.0.0.103:80", "")):
+        name = kernel.service(spec, sched="rr", flags=flags)
+        kernel.dest(name, "10.0.0.1:%s" % ("0" if spec.startswith("fwmark") else "80"), weight=2)
+        kernel.dest(name, "10.0.0.2:%s" % ("0" if spec.startswith("fwmark") else "80"), weight=1)
+    proc = tmp_path / "proc" / "sys" / "net" / "ipv4" / "vs"
+    proc.mkdir(parents=True)
+    (proc / "expire_quiescent_template").write_text("0\n")
+    kernel.sysctl = proc / "expire_quiescent_template"
+    return kernel
+
+
+def test_persistence_is_one_warning_for_every_service_and_a_rerun(sticky, tmp_path):
+    for _run in range(2):
+        result = run(sticky, tmp_path, request("drained", "10.0.0.1"))
+        assert not result.get("failed")
+        pinned = [w for w in result["warnings"] if "persistent" in w]
+        assert pinned == ["virtual services fwmark:9, tcp:10.0.0.102:80 are persistent and "
+                          "net.ipv4.vs.expire_quiescent_template=0: clients with a persistence template keep reaching "
+                          "10.0.0.1:0, 10.0.0.1:80 while their weight is 0; set expire_quiescent_template: true (or "
+                          "the sysctl to 1) to move them, or count_persistent: true to wait until their templates "
+                          "expire"]
+    assert sticky.sysctl.read_text() == "0\n"       # never changed without the option
+
+
+def test_expire_quiescent_template_is_set_before_the_first_drain_write(sticky, tmp_path):
+    seen = []
+    original = sticky.write
+
+    def write(args):
+        seen.append(sticky.sysctl.read_text())
+        return original(args)
+    sticky.write = write
+    planned = run(sticky, tmp_path, request("drained", "10.0.0.1"), check_mode=True, expire_quiescent_template=True)
+    assert planned["changed"] and sticky.sysctl.read_text() == "0\n"       # check mode writes nothing
+    assert not any("expire_quiescent_template" in w for w in planned["warnings"])
+    result = run(sticky, tmp_path, request("drained", "10.0.0.1"), expire_quiescent_template=True)
+    assert result["changed"] is True
+    assert sticky.sysctl.read_text() == "1\n"
+    assert seen and set(seen) == {"1\n"}            # before every weight-0 edit
+    assert [w for w in result["warnings"] if "expire_quiescent_template" in w] == [
+        "net.ipv4.vs.expire_quiescent_template: set to 1 (was 0) before draining in the persistent virtual services "
+        "fwmark:9, tcp:10.0.0.102:80, so clients with a persistence template go to other real servers; it applies to "
+        "the whole director and stays 1"]
+    again = run(sticky, tmp_path, request("present", "10.0.0.1"), expire_quiescent_template=True)
+    assert again["changed"] and sticky.sysctl.read_text() == "1\n"        # present leaves it alone
+    last = run(sticky, tmp_path, request("drained", "10.0.0.1"), expire_quiescent_template=True)
+    assert not any("expire_quiescent_template" in w for w in last["warnings"])     # already 1: nothing to say
+
+
+def test_expire_quiescent_template_only_for_persistent_services(sticky, tmp_path):
+    result = run(sticky, tmp_path, request("drained", "10.0.0.1", services=["tcp:10.0.0.103:80"]),
+                 expire_quiescent_template=True)
+    assert result["changed"] and sticky.sysctl.read_text() == "0\n"
+
+
+def test_expire_quiescent_template_that_cannot_be_set_changes_nothing(sticky, tmp_path, monkeypatch):
+    real_access = os.access
+    monkeypatch.setattr(ipvs.os, "access", lambda path, mode: False if path == str(sticky.sysctl)
+                        else real_access(path, mode))        # a read-only /proc/sys (a container)
+    with pytest.raises(PermissionDeniedError) as info:
+        run(sticky, tmp_path, request("drained", "10.0.0.1"), expire_quiescent_template=True)
+    assert info.value.msg.startswith("sysctl net.ipv4.vs.expire_quiescent_template: cannot be set to 1 (")
+    assert sticky.writes() == []
+    assert not os.path.exists(str(tmp_path / "weights.json"))
 
 
 def test_kept_options_of_an_existing_destination_are_reported(kernel, tmp_path):
@@ -1124,6 +1248,54 @@ def test_poll_is_cheaper_than_read(kernel, tmp_path, clock):
     # only in the full reads: the first one, and the capacity check after the write
     assert sum(1 for c in listings if "--thresholds" in c) == 2
     assert result["members"][0]["upper_threshold"] == 100            # carried over while polling
+    # Named services are listed alone, never the whole table.
+    assert all(c[-2:] == ["-t", "10.0.0.100:80"] for c in listings)
+
+
+def test_one_ipvsadm_process_per_read_and_per_poll(kernel, tmp_path, clock):
+    """ipvsadm -R runs every listing of a read in one process: a drain in two
+    services is one process to read, one per edit, one to re-check the floor
+    and one per poll."""
+    result = run(kernel, tmp_path, request("drained", "10.0.0.1"), clock=clock)
+    assert result["changed"] is True and len(result["members"]) == 2
+    assert kernel.processes == 1 + 2 + 1 + 1
+    assert [c[:4] for c in kernel.calls if c[0] == "-L"] == [
+        ["-L", "-n", "--exact", "--tun-info"], ["-L", "-n", "--exact", "--thresholds"],      # read
+        ["-L", "-n", "--exact", "--tun-info"], ["-L", "-n", "--exact", "--thresholds"],      # floor
+        ["-L", "-n", "--exact", "--tun-info"], ["-L", "-n", "--exact", "--tun-info"]]        # poll, per service
+
+
+def test_a_listing_that_went_missing_is_an_error_not_an_empty_table(kernel, tmp_path):
+    """ipvsadm -R returns its last line's exit status only: a listing that
+    failed in the middle must not read as an empty table."""
+    def first_listing_lost(argv, timeout, stdin=None):
+        rc, out, err = kernel(argv, timeout, stdin)
+        return 0, "".join(ipvs.split_listings(out)[1:]), "Memory allocation problem\n"
+    backend = ipvs.IPVSBackend(ipvsadm=ipvs.Ipvsadm(runner=first_listing_lost, binary="ipvsadm"),
+                               memory=ipvs.WeightMemory(str(tmp_path / "w.json")), configs=(),
+                               proc_root=str(tmp_path))
+    with pytest.raises(CommandError) as info:
+        backend.read(None)
+    assert info.value.msg == (
+        "ipvsadm -R (-L -n --exact --tun-info; -L -n --exact --thresholds): listed 1 of the 2 tables asked for "
+        "(Memory allocation problem); nothing was changed, rerun the task")
+
+
+def test_a_named_service_that_does_not_exist_is_named(kernel, tmp_path):
+    backend = backend_for(kernel, tmp_path)
+    with pytest.raises(NotFoundError) as info:
+        backend.read(["tcp:10.0.0.100:80", "tcp:10.0.0.200:80"])
+    assert info.value.msg.startswith("virtual service tcp:10.0.0.200:80: not defined on this director")
+    assert kernel.processes == 1
+
+
+@pytest.mark.parametrize("word", ["10.0.0.1:80\n-C", "-t 10.0.0.1:80", ""])
+def test_nothing_but_plain_words_reaches_ipvsadm_r(word):
+    class Key(object):
+        def args(self):
+            return ["-t", word]
+    with pytest.raises(InvalidInputError):
+        ipvs.listing_args("tun_info", Key())
 
 
 def test_describe_returns_services(kernel, tmp_path):
@@ -1153,11 +1325,14 @@ def test_all_weights_are_remembered_in_one_write_before_the_first_edit(kernel, t
 
 
 def test_unreadable_options_are_refused_before_anything_is_written(kernel, tmp_path):
-    def no_thresholds(argv):
-        if "--thresholds" in argv:
-            return 0, ("Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn\n"
-                       "  -> RemoteAddress:Port\n"), ""
-        return kernel(argv)
+    def no_thresholds(argv, timeout, stdin=None):
+        """The thresholds listing comes back without its destinations."""
+        rc, out, err = kernel(argv, timeout, stdin)
+        blocks = ipvs.split_listings(out)
+        kept = [b if "Uthreshold" not in b else "".join(
+            line + "\n" for line in b.splitlines() if not line.startswith("  -> ") or "RemoteAddress" in line)
+            for b in blocks]
+        return rc, "".join(kept), err
     backend = ipvs.IPVSBackend(ipvsadm=ipvs.Ipvsadm(runner=no_thresholds, binary="ipvsadm"),
                                memory=ipvs.WeightMemory(str(tmp_path / "w.json")), configs=(),
                                proc_root=str(tmp_path))
@@ -1175,3 +1350,76 @@ def test_spawn_runner_runs_an_argument_list_in_the_c_locale(tmp_path):
     script.chmod(0o755)
     rc, out, err = ipvs.spawn_runner([str(script), "-L", "-n; true"])
     assert (rc, out, err) == (3, "C -L -n; true\n", "oops\n")
+
+
+def test_spawn_runner_kills_a_run_past_its_deadline(tmp_path):
+    script = tmp_path / "stuck-ipvsadm"
+    pid_file = tmp_path / "pid"
+    script.write_text("#!/bin/sh\necho $$ > %s\nexec sleep 30\n" % pid_file)
+    script.chmod(0o755)
+    driver = ipvs.Ipvsadm(ipvs.spawn_runner, binary=str(script), timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(UnreachableError) as info:
+        driver.listing("tun_info")
+    assert time.monotonic() - started < 5
+    assert info.value.msg == ("ipvsadm -R (-L -n --exact --tun-info): no answer within timeout=0.3s, killed; the "
+                              "director is overloaded or IPVS is stuck (see dmesg); rerun the task, or raise timeout")
+    pid = int(pid_file.read_text())
+    with pytest.raises(OSError):        # gone, and reaped
+        os.kill(pid, 0)
+
+
+def test_a_write_past_its_deadline_says_its_effect_is_unknown():
+    def stuck(argv, timeout, stdin=None):
+        raise subprocess.TimeoutExpired(argv, timeout)
+    driver = ipvs.Ipvsadm(stuck, binary="/usr/sbin/ipvsadm", timeout=2)
+    key = ipvs.parse_service_spec("tcp:10.0.0.100:80")
+    with pytest.raises(UnreachableError) as info:
+        driver.edit(key, "10.0.0.1:80", dict(forwarding="masq"), 0)
+    assert info.value.msg == ("ipvsadm -e -t 10.0.0.100:80 -r 10.0.0.1:80 -m -w 0 -x 0 -y 0: no answer within "
+                              "timeout=2s, killed, so whether it took effect is unknown; check with ipvsadm -Ln, then "
+                              "rerun the task, or raise timeout")
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "30", True, None, float("nan")])
+def test_timeout_must_be_a_positive_number(timeout):
+    with pytest.raises(InvalidInputError) as info:
+        ipvs.Ipvsadm(ipvs.spawn_runner, timeout=timeout)
+    assert info.value.msg.startswith("timeout ")
+
+
+def test_no_writable_temporary_directory_is_a_warning_not_a_crash(kernel, tmp_path, monkeypatch):
+    """As an unprivileged user on a director whose /tmp it cannot write, the
+    lock cannot be kept: the run goes on without it (and fails on ipvsadm's
+    own permission error, in real life), never with a Python traceback."""
+    def no_tmp():
+        raise FileNotFoundError(2, "No usable temporary directory found in ['/tmp', '/var/tmp', '/usr/tmp', '/']")
+    monkeypatch.delenv(core.LOCK_DIR_ENV, raising=False)
+    monkeypatch.setattr(core.tempfile, "gettempdir", no_tmp)
+    result = run(kernel, tmp_path, request("drained", "10.0.0.1"))
+    assert result["changed"] is True
+    assert any(w.startswith("lock for ipvs netns:") and "no directory to keep it in" in w and
+               "set GENTLE_LB_LOCK_DIR" in w for w in result["warnings"]), result["warnings"]
+
+
+def test_planning_does_no_io(kernel, tmp_path):
+    """target_weight, new_member and check_plan are pure: everything they use
+    was read by read() (the table and the remembered weights)."""
+    backend = backend_for(kernel, tmp_path)
+    backend.memory.remember_many({"tcp:10.0.0.100:80 10.0.0.2:80": 7})
+    kernel.dest("tcp:10.0.0.100:80", "10.0.0.2:80", fwd="Masq", weight=0)
+    members = backend.read(None)
+    processes = kernel.processes
+
+    def no_more_io(*args, **kwargs):
+        raise AssertionError("I/O while planning")
+    backend.ipvsadm.runner = no_more_io
+    backend.memory._read_file = no_more_io
+    restore = core.plan(backend, members, request("present", "10.0.0.2", services=["tcp:10.0.0.100:80",
+                                                                                   "udp:10.0.0.100:53"]))
+    assert [(c.member.container, c.weight, c.add) for c in restore.changes] == [("tcp:10.0.0.100:80", 7, False)]
+    added = core.plan(backend, members, request("present", "10.0.0.9", services=["tcp:10.0.0.100:80"]))
+    assert [(c.member.name, c.weight, c.add) for c in added.changes] == [("10.0.0.9:80", 1, True)]
+    drain = core.plan(backend, members, request("drained", "10.0.0.1", min_active=0))
+    assert len(drain.changes) == 2
+    assert kernel.processes == processes
