@@ -225,7 +225,18 @@ class Status:
 
 
 def member_status(pool, member):
-    """The ``status.*`` / ``monitorStatus`` / ``sessionStatus`` view of the stats."""
+    """The ``status.*`` / ``monitorStatus`` / ``sessionStatus`` view of the stats.
+
+    Confirmed by public captures of ``show ltm pool members field-fmt`` on real
+    devices (the REST stats carry the same fields in camelCase): an enabled
+    member reads ``sessionStatus enabled``/``status.enabledState enabled``; a
+    disabled one ``user-disabled``/``disabled``, its reason gaining ", user
+    disabled" only when it is available (an unchecked disabled member keeps
+    "does not have service checking enabled"); a forced-offline one has the
+    reason "Forced down"; under a disabled node the member reads
+    ``disabled-by-parent`` with its reason unchanged. Inferred, not captured:
+    ``monitorStatus`` "forced down" and the values under a forced-down node.
+    """
     mon = member_monitor(pool, member)
     rule = "none"
     if mon:
@@ -244,12 +255,10 @@ def member_status(pool, member):
 
     if member.session == "user-disabled":
         enabled, session = "disabled", "user-disabled"
-        if avail != "offline":
+        if avail == "available":
             reason += ", user disabled"
     elif node.disabled:
         enabled, session = "disabled-by-parent", "addr-disabled"
-        if avail != "offline":
-            reason += ", node address disabled"
     else:
         enabled, session = "enabled", "enabled"
     return Status(avail, enabled, reason, mstat, session, rule)

@@ -12,6 +12,7 @@ import threading
 from . import errors
 from .auth import TokenStore
 from .clock import Clock
+from .ha import Device
 from .model import HEALTH_VALUES, Member, Node, Pool, member_status, read_session, read_state, \
     takes_new_connections
 from .names import DEFAULT_PARTITION, is_ip_address, join_fullpath, split_fullpath, \
@@ -101,9 +102,15 @@ def _normal_address(address):
         return address, rd or 0
 
 
+ROLES = ("admin", "operator", "guest")
+
+
 class State:
-    def __init__(self, clock=None, drain_rate=1.0, version=DEFAULT_VERSION):
-        self.lock = threading.RLock()
+    def __init__(self, clock=None, drain_rate=1.0, version=DEFAULT_VERSION, lock=None, device=None):
+        # The devices of an HA pair share one lock (see ha.py).
+        self.lock = lock or threading.RLock()
+        self.device = device or Device()
+        self.group = None                          # ha.DeviceGroup when paired
         self.clock = clock or Clock()
         self.version = version
         self.drain_rate = parse_drain_rate(drain_rate)
@@ -112,6 +119,7 @@ class State:
         self.nodes = {}                            # fullpath -> Node
         self.pools = {}                            # fullpath -> Pool
         self.users = {"admin": "admin"}
+        self.roles = {}                            # user -> role; absent means admin
         self.tokens = TokenStore(self.clock)
         self.transactions = {}
         self.requests = RequestLog()
@@ -331,6 +339,7 @@ class State:
         for folder in doc.get("folders", []):
             self.add_folder(folder)
         self.users.update(doc.get("users", {}))
+        self.set_roles(doc.get("roles", {}))
         if "drain_rate" in doc:
             self.set_drain_rate(doc["drain_rate"])
         if "token_timeout" in doc:
@@ -375,6 +384,15 @@ class State:
             self.set_member_drain_rate(member, None if drain_rate == "default" else drain_rate)
         if health is not None:
             self.set_health(member, health)
+
+    def role_of(self, user):
+        return self.roles.get(user, "admin")
+
+    def set_roles(self, roles):
+        for user, role in roles.items():
+            if role not in ROLES:
+                raise ValueError("role must be one of %s, not %r" % (", ".join(ROLES), role))
+            self.roles[user] = role
 
     def reset(self):
         self.partitions = {DEFAULT_PARTITION: 0}
