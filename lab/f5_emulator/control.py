@@ -15,7 +15,8 @@ ENDPOINTS = {
     "POST /_emulator/seed": "add objects from a seed document ({\"reset\": true} clears first)",
     "POST /_emulator/reset": "forget all objects, tokens, transactions, faults and the request log",
     "GET /_emulator/members": "members with live counts (?pool=&member=&address=&port=)",
-    "POST /_emulator/members": "select {pool, member, address, port}; set {connections, sessions, health, drain_rate}",
+    "POST /_emulator/members": "select {pool, member, address, port}; set {connections, sessions, health, "
+                               "drain_rate, persistent}",
     "POST /_emulator/pools": "{pool, monitor}: set or clear (null) a pool's monitor",
     "GET /_emulator/requests": "request counts per method and path, and the log (?entries=0 omits it)",
     "DELETE /_emulator/requests": "clear the request log",
@@ -88,7 +89,8 @@ def _handle(state, route, query, body):
         spec = {k: _one(query, k) for k in ("pool", "member", "address", "port")}
         return {"members": [state.describe_member(p, m) for p, m in state.find_members(**spec)]}
     if route == "POST /_emulator/members":
-        runtime = {k: body[k] for k in ("connections", "sessions", "health", "drain_rate") if k in body}
+        runtime = {k: body[k] for k in ("connections", "sessions", "health", "drain_rate", "persistent")
+                   if k in body}
         found = _selected(state, body)
         for _, member in found:
             state.set_runtime(member, **runtime)

@@ -65,6 +65,7 @@ class Traffic:
     drain_sessions: float = 0.0
     max_conns: int = 0
     tot_conns: int = 0
+    persistent: bool = False     # its clients hold persistence records (see keeps_persistent_clients)
 
     @property
     def draining(self):
@@ -273,3 +274,11 @@ def takes_new_connections(pool, member):
     if member_monitor(pool, member) and member.health == "down":
         return False
     return True
+
+
+def keeps_persistent_clients(pool, member):
+    """A *disabled* member still takes the connections of clients that hold a
+    persistence record for it (K13310), so with such clients its load does not
+    fall; *forced offline* ends that, and the load drains."""
+    return (member.traffic.persistent and member.session == "user-disabled" and member.state != "user-down"
+            and not member.node.forced_down)

@@ -13,8 +13,8 @@ from . import errors
 from .auth import TokenStore
 from .clock import Clock
 from .ha import Device
-from .model import HEALTH_VALUES, Member, Node, Pool, member_status, read_session, read_state, \
-    takes_new_connections
+from .model import HEALTH_VALUES, Member, Node, Pool, keeps_persistent_clients, member_status, read_session, \
+    read_state, takes_new_connections
 from .names import DEFAULT_PARTITION, is_ip_address, join_fullpath, split_fullpath, \
     split_member_name, split_route_domain, with_route_domain
 from .requestlog import Faults, RequestLog
@@ -291,7 +291,7 @@ class State:
         now = self.now()
         for pool in self.pools.values():
             for member in pool.members.values():
-                open_ = takes_new_connections(pool, member)
+                open_ = takes_new_connections(pool, member) or keeps_persistent_clients(pool, member)
                 if not open_ and not member.traffic.draining:
                     member.traffic.start_drain(now)
                 elif open_ and member.traffic.draining:
@@ -365,7 +365,8 @@ class State:
         self.refresh_traffic()
 
     def seed_member(self, pool, spec):
-        runtime = {k: spec.pop(k) for k in ("connections", "sessions", "health", "drain_rate") if k in spec}
+        runtime = {k: spec.pop(k) for k in ("connections", "sessions", "health", "drain_rate", "persistent")
+                   if k in spec}
         fp = join_fullpath(spec.pop("partition", pool.partition), spec.pop("name"))
         address = spec.pop("address", None)
         member = pool.members.get(fp)
@@ -376,7 +377,9 @@ class State:
         self.set_runtime(member, **runtime)
         return member
 
-    def set_runtime(self, member, connections=None, sessions=None, health=None, drain_rate=None):
+    def set_runtime(self, member, connections=None, sessions=None, health=None, drain_rate=None, persistent=None):
+        if persistent is not None:
+            member.traffic.persistent = bool(persistent)
         if connections is not None or sessions is not None:
             member.traffic.set_load(self.now(), None if connections is None else int(connections),
                                     None if sessions is None else int(sessions))
@@ -384,6 +387,7 @@ class State:
             self.set_member_drain_rate(member, None if drain_rate == "default" else drain_rate)
         if health is not None:
             self.set_health(member, health)
+        self.refresh_traffic()
 
     def role_of(self, user):
         return self.roles.get(user, "admin")
@@ -412,7 +416,7 @@ class State:
             "health": member.health, "availability": status.availability, "enabled": status.enabled,
             "connections": conns, "sessions": sessions,
             "loadConnections": member.traffic.connections, "loadSessions": member.traffic.sessions,
-            "draining": member.traffic.draining,
+            "draining": member.traffic.draining, "persistent": member.traffic.persistent,
             "drainRate": member.traffic.rate if member.traffic.rate is not None else self.drain_rate,
         }
 
