@@ -64,8 +64,8 @@ def _one(query, name):
 def _selected(state, spec):
     found = state.find_members(spec.get("pool"), spec.get("member"), spec.get("address"), spec.get("port"))
     if not found:
-        raise ControlError(404, "no pool member matches %s" % {k: spec.get(k) for k in
-                                                              ("pool", "member", "address", "port") if spec.get(k)})
+        wanted = dict((k, spec.get(k)) for k in ("pool", "member", "address", "port") if spec.get(k))
+        raise ControlError(404, "no pool member matches %s" % wanted)
     return found
 
 
@@ -181,4 +181,3 @@ def _ha(state):
             "auto_sync": group.auto_sync if group else None, "sync_status": status, "details": details,
             "devices": [{"name": s.device.name, "management_ip": s.device.management_ip,
                          "failover_state": s.device.failover_state} for s in devices]}
-

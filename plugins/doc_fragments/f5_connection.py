@@ -54,7 +54,7 @@ options:
         reuses it instead of logging in, and does not delete it at the end. A token is renewed when it has
         less than a minute left or the device refuses it.
       - The token is a bearer credential for its lifetime (the device's, 1200 seconds by default, never
-        extended): it is written to a file readable by the user running the module only, in
+        extended). It is written to a file readable by the user running the module only, in
         C($XDG_CACHE_HOME/gentle.lb/f5-tokens) (else C(~/.cache/gentle.lb/f5-tokens), or
         E(GENTLE_LB_F5_TOKEN_DIR)), in a directory of mode C(0700). The password is never written; a salted
         PBKDF2 verifier is, so a task with another password logs in instead of reusing the token.

@@ -162,6 +162,8 @@ def pool_path(pool, partition="Common"):
         raise InvalidInputError("pool %r: not a valid pool path (/Partition/[Folder/]name); check pool" % (pool,))
     check_name("pool", parts[-1])
     return pool
+
+
 def url_segment(full_path):
     """'/Common/10.0.0.3%2:80' -> '~Common~10.0.0.3%252:80' (the route domain's % is %25 in URLs)."""
     return quote(full_path.replace("/", "~"), safe="~:._-")
@@ -348,7 +350,6 @@ class MemberSelector(Selector):
         if self.port is not None:
             return join_member_name(base, self.port)
         return str(base)
-
 
 
 # --------------------------------------------------------------------------
@@ -645,13 +646,17 @@ class TokenCache(object):
             info = os.lstat(self.directory)
         except OSError:
             return False
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            self.warning = ("token cache %s: not a directory of this user with mode 0700 (it is %s, mode %o); not "
-                            "used, so every task logs in; fix it (chmod 700), or set token_cache: false"
-                            % (self.directory, "a symlink" if stat.S_ISLNK(info.st_mode) else
-                               "owned by uid %d" % info.st_uid, stat.S_IMODE(info.st_mode)))
-            return False
-        return True
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            problem = "is a symlink" if stat.S_ISLNK(info.st_mode) else "is not a directory"
+        elif info.st_uid != os.geteuid():
+            problem = "belongs to uid %d, not to this user (uid %d)" % (info.st_uid, os.geteuid())
+        elif info.st_mode & 0o077:
+            problem = "has mode %o, which lets group or others in" % stat.S_IMODE(info.st_mode)
+        else:
+            return True
+        self.warning = ("token cache %s: %s, so it is not used and every task logs in; make it a directory of this "
+                        "user with mode 0700, or set token_cache: false" % (self.directory, problem))
+        return False
 
     def _read(self, path):
         try:
@@ -1152,9 +1157,11 @@ class Transport(object):
     def lock_key(self):
         return "f5 %s" % self.where
 
-    def read(self, pools, partition, relevant):
+    def read(self, pools, partition, relevant, only=None):
         """[(pool, [item], {full path: stats})] for the named pools (None: every
-        pool of ``partition``); stats only for pools where ``relevant(pool, items)``."""
+        pool of ``partition``); stats only for pools where ``relevant(pool, items)``,
+        and there, with ``only``, only of the items ``only(pool, item)`` picks
+        (transports may read more)."""
         raise NotImplementedError
 
     def pool_stats(self, pool, items):
@@ -1189,6 +1196,10 @@ class Transport(object):
     def device(self):
         """The device and its HA setup, see ``device_facts``; None when unknown."""
         return None
+
+    def notices(self):
+        """Warnings about the transport itself (a token cache it could not use)."""
+        return []
 
     def sync_status(self):
         """(status, [detail lines]) of ``/mgmt/tm/cm/sync-status``."""
@@ -1241,7 +1252,11 @@ class RestTransport(Transport):
     def lock_key(self):
         return "f5 %s" % self.client.where
 
-    def read(self, pools, partition, relevant):
+    def notices(self):
+        cache = self.client.cache
+        return [cache.warning] if cache is not None and cache.warning else []
+
+    def read(self, pools, partition, relevant, only=None):
         out = []
         if pools:
             for pool in pools:
@@ -1263,7 +1278,10 @@ class RestTransport(Transport):
                 out.append((path, ((pool.get("membersReference") or {}).get("items")) or []))
         result = []
         for pool, items in out:
-            stats = self.pool_stats(pool, items) if items and relevant(pool, items) else None
+            stats = None
+            if items and relevant(pool, items):
+                chosen = [i for i in items if only(pool, i)] if only is not None else items
+                stats = self.member_stats(pool, chosen) if only is not None else self.pool_stats(pool, items)
             result.append((pool, items, stats))
         return result
 
@@ -1414,6 +1432,7 @@ def _detail_lines(values):
 # --------------------------------------------------------------------------
 # iControl SOAP (bigsuds)
 # --------------------------------------------------------------------------
+
 
 _BIGSUDS = []
 
@@ -1634,8 +1653,6 @@ def _make_bigip(bigsuds, server, port, user, password, verify, timeout, watchdog
     return BIGIP(server, username=user, password=password, verify=verify, timeout=timeout, port=port)
 
 
-
-
 class SoapTransport(Transport):
     """The transport over iControl SOAP (``LocalLB.Pool``), for old devices.
 
@@ -1653,7 +1670,7 @@ class SoapTransport(Transport):
         self.where = client.where
         self.user = client.user
 
-    def read(self, pools, partition, relevant):
+    def read(self, pools, partition, relevant, only=None):
         call = self.client.call
         if not pools:
             prefix = "/%s/" % partition
@@ -1802,6 +1819,7 @@ class F5Backend(Backend):
         self._facts = None                # transport.device(), once asked
         self._group_was_in_sync = None
         self._told_unsynced = False
+        self._running = False             # driven by member.run (validate was called), not describe
 
     def close(self):
         self.transport.close()
@@ -1817,6 +1835,7 @@ class F5Backend(Backend):
             raise InvalidInputError("drain_mode %s: not one of %s" % (drain_mode, ", ".join(DRAIN_MODES)))
         self.selector = request        # any of its selectors
         self.drain_mode = drain_mode
+        self._running = True
         for pool in request.containers or []:
             pool_path(pool, self.partition)
         if request.weight is not None and not 1 <= int(request.weight) <= MAX_RATIO:
@@ -1838,7 +1857,10 @@ class F5Backend(Backend):
             return self._floor_read()
         self._floor_due = False
         self._sync_written()
-        return self._full_read(containers)
+        records = self._full_read(containers)
+        for text in self.transport.notices():
+            self.warn(text)
+        return records
 
     def poll(self, containers):
         self._sync_written()
@@ -1861,10 +1883,14 @@ class F5Backend(Backend):
         return [r for r in records if r is not None]
 
     def _full_read(self, containers):
+        """Members and their stats.  In a run, stats of the targets only: the guard
+        counts the other members by their configuration (monitor-derived ``state``
+        for health), and the floor check after a write reads every member's stats."""
         pools = [pool_path(p, self.partition) for p in containers] if containers else None
+        only = self._selected if self._running and self.selector is not None else None
         records = []
         watch = []
-        for pool, items, stats in self.transport.read(pools, self.partition, self._relevant):
+        for pool, items, stats in self.transport.read(pools, self.partition, self._relevant, only):
             for key in [k for k in self._items if k[0] == pool]:
                 del self._items[key]
             for item in items:
@@ -1980,10 +2006,10 @@ class F5Backend(Backend):
         status, dummy = self.transport.sync_status()
         self._group_was_in_sync = status == "In Sync"
         if not self._group_was_in_sync:
-            self.warn("device group %s: already %s before this change; %s"
+            self.warn("device group %s: sync status was %s before this change, %s"
                       % (group["name"], status, "so config_sync is skipped (a sync would push the other pending "
-                         "changes too): review and sync the group by hand" if self.config_sync else
-                         "a failover now hands traffic to a peer with an older configuration; sync the group"))
+                         "changes too); review them and sync the group by hand" if self.config_sync else
+                         "so a failover hands traffic to a peer with an older configuration; sync the group"))
 
     def apply(self, change, request):
         member = change.member
@@ -2089,16 +2115,16 @@ class F5Backend(Backend):
         active = [d for d in facts.get("devices") or [] if d.get("state") == "active" and d.get("address")]
         if not active or self.follow is None:
             self.warn("%s: this device is %s now and no other device of group %s reads active; the wait goes on "
-                      "here, but traffic may flow elsewhere; check the pair" % (self.transport.where,
-                                                                               facts.get("state"), group["name"]))
+                      "here, but traffic may flow elsewhere; check the pair"
+                      % (self.transport.where, facts.get("state"), group["name"]))
             return False
         old = self.transport
         self.transport = self.follow(active[0]["address"])
         old.close()
         self._facts = None
         self.warn("%s: became %s during the wait; following the failover to %s (%s), where the rest of the wait "
-                  "runs and whose copy of the member decides" % (old.where, facts.get("state"), active[0]["name"],
-                                                               self.transport.where))
+                  "runs and whose copy of the member decides"
+                  % (old.where, facts.get("state"), active[0]["name"], self.transport.where))
         return True
 
 
@@ -2285,10 +2311,7 @@ def connect(conn, partition="Common", drain_mode="disabled", selector=None, sess
     def rest(address, own_session=None):
         return RestTransport(RestClient(server=address, session=own_session, sleep=sleep, cache=cache, **options))
 
-    backend = F5Backend(rest(server, session), partition, drain_mode, selector, config_sync, follow=rest)
-    if cache is not None and cache.warning:
-        backend.warn(cache.warning)
-    return backend
+    return F5Backend(rest(server, session), partition, drain_mode, selector, config_sync, follow=rest)
 
 
 __all__ = ["RestClient", "SoapClient", "RestTransport", "SoapTransport", "Transport", "F5Backend", "TokenCache",

@@ -220,6 +220,22 @@ EXAMPLES = r"""
         weight: 2
       delegate_to: localhost
 
+- name: Drain through persistence, on an HA pair with manual sync
+  gentle.lb.f5_pool_member:
+    pool: web
+    address: 10.0.0.13
+    port: 80
+    state: drained
+    force_offline_after: 120   # then forced offline: persistent clients go elsewhere
+    wait_timeout: 600
+    config_sync: true          # the standby gets the drain before any failover
+  delegate_to: localhost
+  register: drain
+
+- name: Say which step ended the drain
+  ansible.builtin.debug:
+    msg: "{{ drain.drain_ended_by }}"
+
 - name: Add an IPv6 member (on an existing node of that address, or a new node named web6)
   gentle.lb.f5_pool_member:
     pool: web6
@@ -344,6 +360,28 @@ waited:
   returned: always
   type: float
   sample: 2.35
+reasserted:
+  description: How many times a member was put back into the requested state after somebody else changed it
+    during the wait (see O(reassert)), on the device or, after a failover, on the new active one.
+  returned: always
+  type: int
+  sample: 0
+error_type:
+  description: On failure, the class of the error, for example V(GuardRefusedError), V(WaitTimeoutError),
+    V(StateLostError), V(NotFoundError), V(UnreachableError), V(PermissionDeniedError), V(InvalidInputError).
+    Match on this, not on RV(msg).
+  returned: failure
+  type: str
+  sample: PermissionDeniedError
+guard:
+  description: On a capacity guard refusal, per pool holding a selected member, its number of members, how
+    many are in rotation and healthy (V(active)), how many must stay (V(needed)), which selected members would
+    leave (V(leaving)) and how many of them may leave now (V(may_leave)).
+  returned: when error_type is GuardRefusedError
+  type: list
+  elements: dict
+  sample: [{"container": "/Common/web", "members": 4, "active": 4, "needed": 3, "leaving": ["10.0.0.1:80"],
+            "may_leave": 1}]
 drain_ended_by:
   description:
     - With O(force_offline_after), the step that ended the drain, V(disabled), V(forced_offline) or V(on_timeout)

@@ -22,8 +22,7 @@ import time
 
 import pytest
 
-from conftest import ROOT  # noqa: F401  (puts the repository on sys.path)
-from lab.f5_emulator import F5Emulator
+from lab.f5_emulator import F5Emulator   # the repository is on sys.path (conftest.py)
 
 from ansible_collections.gentle.lb.plugins.module_utils import f5 as f5_utils
 from ansible_collections.gentle.lb.plugins.module_utils import member
@@ -148,7 +147,7 @@ def _exchanges(conn, name, rounds, barrier, results):
     transport.client.login()
     barrier.wait()
     started = time.monotonic()
-    for _ in range(rounds):
+    for dummy in range(rounds):
         transport.pool_stats("/Common/race", [])
         transport.set_admin("/Common/race", item, "enabled")
     results[name] = (time.monotonic() - started) / rounds

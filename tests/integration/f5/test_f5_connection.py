@@ -268,13 +268,12 @@ def test_check_mode_reads_only(f5):
 
 def test_a_device_that_trickles_its_answer_is_cut_at_timeout(f5):
     # The answer comes a byte every 50 ms: each read is quick, the whole would take minutes.
-    f5.fail_next("/mgmt/tm/ltm/pool/~Common~web/members/stats", method="GET", count=1, kind="trickle",
-                 seconds=0.05)
+    stats = "/mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats"
+    f5.fail_next(stats, method="GET", count=1, kind="trickle", seconds=0.05)
     f5.reset_requests()
     result = run(f5, timeout=1, pool="web", name="10.0.0.1:80", state="drained")
     assert result.failed and result["error_type"] == "UnreachableError"
-    assert ("no complete answer to GET /mgmt/tm/ltm/pool/~Common~web/members/stats within timeout=1s"
-            in result["msg"]), result["msg"]
+    assert "no complete answer to GET %s within timeout=1s" % stats in result["msg"], result["msg"]
     # cut at the deadline (not retried: a device that slow is not better a moment later)
     assert result.elapsed < 4, result.elapsed
     assert writes(f5) == [] and stored(f5, "web", "10.0.0.1:80") == ENABLED
@@ -286,8 +285,8 @@ def test_a_drain_costs_four_requests_once_the_token_is_cached(f5):
     result = run(f5, pool="web", name="10.0.0.1:80", state="drained")
     assert not result.failed and result["changed"] is True
     assert [(e["method"], e["path"]) for e in f5.requests()["entries"]] == [
-        ("GET", "/mgmt/tm/ltm/pool/~Common~web/members"),          # the plan: configuration...
-        ("GET", "/mgmt/tm/ltm/pool/~Common~web/members/stats"),    # ...and stats
+        ("GET", "/mgmt/tm/ltm/pool/~Common~web/members"),          # the plan: every member's configuration...
+        ("GET", "/mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats"),   # ...the target's stats
         ("PATCH", "/mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80"),
         ("GET", "/mgmt/tm/ltm/pool/~Common~web/members/stats"),    # the floor check, and the wait's first look
     ]

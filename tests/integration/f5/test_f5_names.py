@@ -107,8 +107,10 @@ NAME_OPTIONS = [
 
 
 def _bad_option(args):
-    return next(k for k, v in args.items() if any(str(x) != str(x).strip() for x in (v if isinstance(v, list)
-                                                                                   else [v])))
+    for key, value in args.items():
+        if any(str(x) != str(x).strip() for x in (value if isinstance(value, list) else [value])):
+            return key
+    return None
 
 
 @pytest.mark.parametrize("module, args", NAME_OPTIONS,

@@ -20,8 +20,8 @@ def as_operator(f5, **args):
 
 
 def grant(f5):
-    f5.configure(users={"op": OPERATOR["password"], "viewer": "Vw-pw-72"}, roles={"op": "operator",
-                                                                                 "viewer": "guest"})
+    f5.configure(users={"op": OPERATOR["password"], "viewer": "Vw-pw-72"},
+                 roles={"op": "operator", "viewer": "guest"})
 
 
 def test_an_operator_drains_forces_and_restores(f5):

@@ -644,6 +644,19 @@ def test_read_is_two_requests_per_pool_and_poll_one_small_answer():
                                "GET /mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats"]
 
 
+def test_in_a_run_the_plan_reads_the_targets_stats_only():
+    # The guard counts the other members by their configuration; the big answer,
+    # every member's stats, is read once, by the floor check after a write.
+    names = ["10.0.0.%d:80" % i for i in range(1, 6)]
+    session = FakeSession(login_ok(), members_answer(*[item(n) for n in names]),
+                          stats_answer("/Common/web", ("10.0.0.1:80", 2)))
+    backend = backend_for(session)
+    backend.validate(Request("drained", f5.MemberSelector.from_params(name="10.0.0.1:80"), containers=["/Common/web"]))
+    members = backend.read(["/Common/web"])
+    assert [(m.name, m.sessions, m.health) for m in members][:2] == [("10.0.0.1:80", 2, "up"), ("10.0.0.2:80", 0, "up")]
+    assert session.paths()[-1] == "GET /mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats"
+
+
 def test_poll_with_many_targets_reads_the_pool_stats_once():
     names = ["10.0.0.%d:80" % i for i in range(1, 5)]
     session = FakeSession(login_ok(), members_answer(*[item(n) for n in names]),
@@ -874,7 +887,7 @@ def test_token_cache_refuses_a_directory_others_can_read(tmp_path):
     assert cache.store("bigip", 443, "admin", "secret", "T1", expires=time_now() + 1000)
     directory.chmod(0o755)
     assert cache.load("bigip", 443, "admin", "secret") is None
-    assert "not used" in cache.warning and "chmod 700" in cache.warning
+    assert "has mode 755, which lets group or others in, so it is not used" in cache.warning
     directory.chmod(0o700)
     target = tmp_path / "elsewhere"
     target.mkdir(mode=0o700)
