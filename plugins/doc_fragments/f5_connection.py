@@ -58,9 +58,9 @@ options:
         C($XDG_CACHE_HOME/gentle.lb/f5-tokens) (else C(~/.cache/gentle.lb/f5-tokens), or
         E(GENTLE_LB_F5_TOKEN_DIR)), in a directory of mode C(0700). The password is never written; a salted
         PBKDF2 verifier is, so a task with another password logs in instead of reusing the token.
-      - V(false) logs in for every task and deletes the token at its end.
-      - If not set here or in O(provider), the environment variable E(GENTLE_LB_F5_TOKEN_CACHE) is used,
-        then V(true).
+      - V(false) logs in for every task and deletes the token at its end; for a whole play, set it in
+        C(module_defaults) (group C(gentle.lb.f5)).
+      - Defaults to V(true).
     type: bool
   provider:
     description:

@@ -79,7 +79,7 @@ _F5_KEYS = dict(
     validate_certs=dict(type="bool", fallback=(env_fallback, ["F5_VALIDATE_CERTS"])),
     transport=dict(type="str", choices=["rest", "soap"]),
     timeout=dict(type="float"),
-    token_cache=dict(type="bool", fallback=(env_fallback, ["GENTLE_LB_F5_TOKEN_CACHE"])),
+    token_cache=dict(type="bool"),
 )
 F5_CONNECTION_ARGS = dict(copy.deepcopy(_F5_KEYS))
 F5_CONNECTION_ARGS["provider"] = dict(type="dict", options=dict(

@@ -142,9 +142,12 @@ def test_the_cached_token_serves_the_next_tasks(f5, token_dir):
     assert logins(f5) == 1 and stored(f5, "web", "10.0.0.1:80") == ENABLED
 
 
-def test_the_token_cache_is_off_through_the_environment(f5, token_dir):
+def test_the_token_cache_is_off_through_the_provider(f5, token_dir):
     f5.reset_requests()
-    result = run(f5, pool="web", name="10.0.0.1:80", state="drained", env=dict(GENTLE_LB_F5_TOKEN_CACHE="false"))
+    provider = dict(server="127.0.0.1", server_port=f5.port, user="admin", password="admin", validate_certs=False,
+                    token_cache=False)
+    result = helpers.run_module("f5_pool_member", dict(provider=provider, pool="web", name="10.0.0.1:80",
+                                                       state="drained"))
     assert not result.failed
     assert token_deletes(f5) == logins(f5) == 1 and not token_dir.exists()
 
