@@ -464,7 +464,10 @@ def item_from_stats(full_path, stats):
     by somebody else since the plan's read): name and address, no configuration."""
     partition = full_path.strip("/").split("/", 1)[0]
     name = full_path.rsplit("/", 1)[1]
-    return {"name": name, "partition": partition, "fullPath": full_path, "address": stats.get("addr")}
+    node_path, port = split_member_name(full_path)
+    # node_path and port: what the SOAP transport names a member by
+    return {"name": name, "partition": partition, "fullPath": full_path, "address": stats.get("addr"),
+            "node_path": node_path, "port": port}
 
 
 def member_record(pool, item, stats=None, drain_mode="disabled", admin=None):
@@ -1015,11 +1018,12 @@ class RestClient(object):
             return resp
 
     def _deadline(self, method, path):
+        changes = method != "GET" and path != LOGIN_PATH
         return UnreachableError("%s: no complete answer to %s %s within timeout=%gs (the device answers, but "
                                 "too slowly); check the device's load, or raise timeout%s"
                                 % (self.where, method, path, self.timeout,
-                                   "" if method == "GET" else "; the change may or may not have been applied, "
-                                   "so run the task again (it is idempotent)"))
+                                   "; the change may or may not have been applied, so run the task again (it is "
+                                   "idempotent)" if changes else ""))
 
     def _transport_error(self, exc, method, path):
         """An LBError for failures never worth retrying; None for a dropped
@@ -1042,7 +1046,7 @@ class RestClient(object):
         raise exc
 
     def _dropped(self, exc, method, path, retried):
-        if method == "GET":
+        if method == "GET" or path == LOGIN_PATH:
             return UnreachableError("%s: connection lost during GET %s (%s), also after %d retries; check the "
                                     "device and try again" % (self.where, path, one_line(exc, 200), retried))
         return UnreachableError("%s: connection lost during %s %s (%s); the change may or may not have been "
@@ -1248,6 +1252,7 @@ class RestTransport(Transport):
         self.where = client.where
         self.user = client.user
         self._facts = None
+        self._node_list = None
 
     def lock_key(self):
         return "f5 %s" % self.client.where
@@ -1363,8 +1368,10 @@ class RestTransport(Transport):
                             what="member %s in pool %s" % (item["name"], pool))
 
     def _nodes(self):
-        return self.client.collection(NODE_PATH, params={"$select": "name,partition,fullPath,address"},
-                                      what="nodes")
+        if self._node_list is None:
+            self._node_list = self.client.collection(NODE_PATH, params={"$select": "name,partition,fullPath,address"},
+                                                     what="nodes")
+        return self._node_list
 
     # --- HA --------------------------------------------------------------------
 

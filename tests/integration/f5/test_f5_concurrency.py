@@ -194,7 +194,7 @@ def test_runs_on_different_controllers_repair_a_crossed_floor_at_once(race_f5, r
     restore(race_f5)
     repair_bound = None
     dips = []
-    for attempt in range(4):
+    for attempt in range(3):
         outcome, sampler = race(race_f5, racers, separate_locks=True)
         ok = [n for n, (kind, _t) in outcome.items() if kind == "ok"]
         assert len(ok) >= 1, outcome

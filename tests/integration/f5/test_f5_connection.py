@@ -271,6 +271,7 @@ def test_check_mode_reads_only(f5):
 
 def test_a_device_that_trickles_its_answer_is_cut_at_timeout(f5):
     # The answer comes a byte every 50 ms: each read is quick, the whole would take minutes.
+    assert not run(f5, pool="web", name="10.0.0.2:80", state="drained").failed   # logged in: the token is cached
     stats = "/mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats"
     f5.fail_next(stats, method="GET", count=1, kind="trickle", seconds=0.05)
     f5.reset_requests()
