@@ -1574,7 +1574,9 @@ class SoapClient(object):
             return CommandError("%s: %s refused LocalLB.Pool.%s: %s" % (what, self.where, method, text))
         if isinstance(exc, (self.bigsuds.OperationFailed, OSError, ssl.SSLError)):
             return self._connection_error(exc)
-        raise exc
+        # suds raises plain exceptions for answers it cannot parse
+        return CommandError("%s: LocalLB.Pool.%s failed (%s: %s); check that the device serves iControl SOAP, "
+                            "or use transport: rest" % (self.where, method, type(exc).__name__, one_line(exc, 300)))
 
     def _connection_error(self, exc):
         text = one_line(exc, 300)
