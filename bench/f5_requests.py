@@ -4,13 +4,15 @@
 Against the F5 emulator (lab/f5_emulator, HTTPS, its own process on 127.0.0.1)
 with one pool of 1,000 members, measured in the same run:
 
-(a) ``gentle.lb.f5_pool_member state=drained`` on one member;
+(a) ``gentle.lb.f5_pool_member state=drained`` on one member, with the login
+    token cached from an earlier task (the default, ``token_cache``), and (a0)
+    the same with ``token_cache=false`` (login, and the token deleted, per task);
 (b) F5's ``f5networks.f5_modules.bigip_pool_member state=disabled`` on one member
     (PyPI's ``ansible`` package in .venv-peers, lab/peers/setup.sh);
-(c) ``gentle.lb.f5_pool_member_info`` reading the whole pool with live stats,
-    against a per-member read (GET member + GET member/stats for each member,
-    with one requests session and one token: what a client that reads members
-    one at a time needs -- bigip_pool_member has no read-only mode).
+(c) ``gentle.lb.f5_pool_member_info`` reading the whole pool with live stats
+    (token cached), against a per-member read (GET member + GET member/stats for
+    each member, with one requests session and one token: what a client that
+    reads members one at a time needs -- bigip_pool_member has no read-only mode).
 
 Each module runs as its own venv's Python runs a module file (Ansible's
 controller start-up is the same for both and would blur the numbers); one
@@ -63,9 +65,13 @@ def seed(members):
     return {"pools": [{"name": "bench", "members": [{"name": member_name(i)} for i in range(members)]}]}
 
 
+TOKEN_DIR = tempfile.mkdtemp(prefix="f5-bench-tokens-")
+
+
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ANSIBLE_", "F5_")) and k not in ("PYTHONPATH", "REQUESTS_CA_BUNDLE")}
+           if not k.startswith(("ANSIBLE_", "F5_", "GENTLE_LB_")) and k not in ("PYTHONPATH", "REQUESTS_CA_BUNDLE")}
+    env["GENTLE_LB_F5_TOKEN_DIR"] = TOKEN_DIR    # ours: a cache of its own
     env.update(F5_TELEMETRY_OFF="true", ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_DEPRECATION_WARNINGS="false")
     env.update(extra)
@@ -190,10 +196,18 @@ def main():
             rows[label] = (statistics.median(times), totals, counts)
 
         # (a) and (b): a different member each run, so every run really changes one.
+        # A first task logs in and learns the device (standalone), as any earlier task would.
+        run_module_file(OURS_VENV, ours_mod + "f5_pool_member",
+                        dict(conn, pool="bench", address=member_name(999).split(":")[0], port=80, state="drained"),
+                        pythonpath=COLLECTIONS)
         measure("a", lambda run: lambda: run_module_file(
             OURS_VENV, ours_mod + "f5_pool_member",
             dict(conn, pool="bench", address=member_name(run).split(":")[0], port=80, state="drained"),
             pythonpath=COLLECTIONS))
+        measure("a0", lambda run: lambda: run_module_file(
+            OURS_VENV, ours_mod + "f5_pool_member",
+            dict(conn, pool="bench", address=member_name(50 + run).split(":")[0], port=80, state="drained",
+                 token_cache=False), pythonpath=COLLECTIONS))
         measure("b", lambda run: lambda: run_module_file(
             PEERS_VENV, peer_mod,
             dict(provider=provider, pool="bench", address=member_name(100 + run).split(":")[0], port=80,
@@ -224,17 +238,19 @@ def main():
           "Ansible controller" % (opts.members, opts.runs))
     print()
     print("Draining one member")
-    line("a", "(a) gentle.lb.f5_pool_member state=drained")
+    line("a", "(a) gentle.lb.f5_pool_member state=drained (token cached)")
+    line("a0", "(a0) the same, token_cache=false")
     line("b", "(b) bigip_pool_member state=disabled")
     a, b = rows["a"], rows["b"]
     print("  %-58s %7.2fx requests %7.2fx time" % ("ratio (b)/(a)", b[1][0] / float(a[1][0]), b[0] / a[0]))
     print("  %-58s %7.3f s vs %.3f s (ratio %.2fx)" % ("ad hoc 'ansible localhost -m', (a) vs (b)", adhoc_ours,
                                                          adhoc_peer, adhoc_peer / adhoc_ours))
-    print("  (a) reads the whole pool once (capacity guard, every member's health) and waits for the member's")
+    print("  (a) reads every member's configuration (capacity guard) and the member's stats, writes, reads every")
+    print("  member's stats (the floor check, which is also the wait's first look) and waits for the member's")
     print("  connections; (b) reads only the member and never waits.")
     print()
     print("Reading the whole pool with live state and connection counts")
-    line("c", "(c) gentle.lb.f5_pool_member_info pool=bench")
+    line("c", "(c) gentle.lb.f5_pool_member_info pool=bench (token cached)")
     line("c0", "    per-member reads (GET member + member/stats each)")
     c, c0 = rows["c"], rows["c0"]
     print("  %-58s %7.2fx requests %7.2fx time" % ("ratio per-member/(c)", c0[1][0] / float(c[1][0]),

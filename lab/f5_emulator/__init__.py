@@ -5,7 +5,7 @@ answers; it is not a device. See README.md for what it does and does not
 reproduce, and for the ``/_emulator`` control channel.
 """
 from .clock import Clock, ManualClock
-from .harness import EmulatorError, F5Emulator
+from .harness import EmulatorError, F5Emulator, F5Pair
 from .state import State
 
-__all__ = ["F5Emulator", "EmulatorError", "State", "Clock", "ManualClock"]
+__all__ = ["F5Emulator", "F5Pair", "EmulatorError", "State", "Clock", "ManualClock"]

@@ -6,6 +6,7 @@ requests, expire tokens, change the drain rate, inject faults and move the
 clock. It needs no authentication (the emulator listens on 127.0.0.1 only).
 All bodies are JSON. See README.md for each endpoint.
 """
+from . import ha
 from .errors import F5Error
 from .rest import Response
 
@@ -14,17 +15,23 @@ ENDPOINTS = {
     "POST /_emulator/seed": "add objects from a seed document ({\"reset\": true} clears first)",
     "POST /_emulator/reset": "forget all objects, tokens, transactions, faults and the request log",
     "GET /_emulator/members": "members with live counts (?pool=&member=&address=&port=)",
-    "POST /_emulator/members": "select {pool, member, address, port}; set {connections, sessions, health, drain_rate}",
+    "POST /_emulator/members": "select {pool, member, address, port}; set {connections, sessions, health, "
+                               "drain_rate, persistent}",
     "POST /_emulator/pools": "{pool, monitor}: set or clear (null) a pool's monitor",
     "GET /_emulator/requests": "request counts per method and path, and the log (?entries=0 omits it)",
     "DELETE /_emulator/requests": "clear the request log",
     "GET /_emulator/tokens": "issued tokens",
     "POST /_emulator/tokens/expire": "{token?, user?}: expire one, a user's, or all tokens now",
-    "GET /_emulator/config": "drain_rate, token_timeout, max_tokens, version, users",
-    "POST /_emulator/config": "change any of drain_rate (number or 'hold'), token_timeout, max_tokens, version, users",
+    "GET /_emulator/config": "drain_rate, token_timeout, max_tokens, version, users, roles",
+    "POST /_emulator/config": "change any of drain_rate (number or 'hold'), token_timeout, max_tokens, version, users, "
+                             "roles (user -> admin|operator|guest)",
     "GET /_emulator/faults": "pending injected faults",
-    "POST /_emulator/faults": "{path, method?, count?, kind: mcpd|reset|restarting|status|delay, status?, body?, seconds?}",
+    "POST /_emulator/faults": "{path, method?, count?, kind: mcpd|reset|restarting|status|delay|trickle, status?, "
+                              "body?, seconds?}",
     "DELETE /_emulator/faults": "clear injected faults",
+    "GET /_emulator/ha": "this device, its device group, failover states and sync status",
+    "POST /_emulator/failover": "{active: device name, move_connections?: true}: fail the group over",
+    "POST /_emulator/sync": "run config-sync to-group from this device",
     "GET /_emulator/clock": "the emulator's clock",
     "POST /_emulator/clock": "{advance: seconds}: move the clock forward (drains, token expiry)",
 }
@@ -57,8 +64,8 @@ def _one(query, name):
 def _selected(state, spec):
     found = state.find_members(spec.get("pool"), spec.get("member"), spec.get("address"), spec.get("port"))
     if not found:
-        raise ControlError(404, "no pool member matches %s" % {k: spec.get(k) for k in
-                                                              ("pool", "member", "address", "port") if spec.get(k)})
+        wanted = dict((k, spec.get(k)) for k in ("pool", "member", "address", "port") if spec.get(k))
+        raise ControlError(404, "no pool member matches %s" % wanted)
     return found
 
 
@@ -82,7 +89,8 @@ def _handle(state, route, query, body):
         spec = {k: _one(query, k) for k in ("pool", "member", "address", "port")}
         return {"members": [state.describe_member(p, m) for p, m in state.find_members(**spec)]}
     if route == "POST /_emulator/members":
-        runtime = {k: body[k] for k in ("connections", "sessions", "health", "drain_rate") if k in body}
+        runtime = {k: body[k] for k in ("connections", "sessions", "health", "drain_rate", "persistent")
+                   if k in body}
         found = _selected(state, body)
         for _, member in found:
             state.set_runtime(member, **runtime)
@@ -120,7 +128,24 @@ def _handle(state, route, query, body):
             state.version = str(body["version"])
         if "users" in body:
             state.users.update(body["users"])
+        if "roles" in body:
+            state.set_roles(body["roles"])
         return _config(state)
+    if route == "GET /_emulator/ha":
+        return _ha(state)
+    if route == "POST /_emulator/failover":
+        if not body.get("active"):
+            raise ControlError(400, "name the device to make active: {\"active\": \"bigip2.example.com\"}")
+        try:
+            ha.failover(state, body["active"], body.get("move_connections", True))
+        except ValueError as exc:
+            raise ControlError(400, str(exc))
+        return _ha(state)
+    if route == "POST /_emulator/sync":
+        if state.group is None:
+            raise ControlError(400, "this device is standalone: there is no group to sync")
+        ha.config_sync(state)
+        return _ha(state)
     if route == "GET /_emulator/faults":
         return {"faults": state.faults.list()}
     if route == "POST /_emulator/faults":
@@ -145,5 +170,14 @@ def _handle(state, route, query, body):
 def _config(state):
     return {"drain_rate": state.drain_rate, "token_timeout": state.tokens.default_timeout,
             "max_tokens": state.tokens.max_per_user, "version": state.version,
-            "users": sorted(state.users)}
+            "users": sorted(state.users), "roles": dict((u, state.role_of(u)) for u in sorted(state.users))}
 
+
+def _ha(state):
+    group = state.group
+    status, details = ha.sync_status(state)
+    devices = [state] + ha.peers(state)
+    return {"device": state.device.name, "group": group.fullpath if group else None,
+            "auto_sync": group.auto_sync if group else None, "sync_status": status, "details": details,
+            "devices": [{"name": s.device.name, "management_ip": s.device.management_ip,
+                         "failover_state": s.device.failover_state} for s in devices]}

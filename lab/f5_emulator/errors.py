@@ -90,6 +90,12 @@ def bad_request(message):
     return mcpd_error(400, message, api_error=1)
 
 
+def access_denied(user, verb, kind):
+    # Verbatim shape from devices (f5-ansible #2133: REST on 14.1; #313: SOAP).
+    return mcpd_error(400, "01070822:3: Access Denied: user (%s) does not have %s access to object (%s)"
+                      % (user, verb, kind))
+
+
 def mcpd_lost():
     return mcpd_error(500, "The connection to mcpd has been lost, try again.", api_error=32768001)
 

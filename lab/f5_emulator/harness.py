@@ -36,9 +36,9 @@ class EmulatorError(RuntimeError):
 class F5Emulator:
     def __init__(self, seed=None, drain_rate=1.0, https=True, subprocess=False, clock=None,
                  host="127.0.0.1", port=0, token_timeout=None, max_tokens=None,
-                 user="admin", password="admin", verbose=False, start_timeout=30):
-        if subprocess and clock is not None:
-            raise ValueError("an injected clock only works in-process")
+                 user="admin", password="admin", verbose=False, start_timeout=30, state=None):
+        if subprocess and (clock is not None or state is not None):
+            raise ValueError("an injected clock or state only works in-process")
         self.seed_doc = seed
         self.drain_rate = drain_rate
         self.https = https
@@ -54,6 +54,7 @@ class F5Emulator:
         self.start_timeout = start_timeout
         self.info = None
         self.state = None
+        self._given_state = state     # a pre-built State (one device of an F5Pair)
         self._server = None
         self._thread = None
         self._proc = None
@@ -81,7 +82,7 @@ class F5Emulator:
         return self
 
     def _start_thread(self):
-        self.state = State(clock=self.clock, drain_rate=self.drain_rate)
+        self.state = self._given_state or State(clock=self.clock, drain_rate=self.drain_rate)
         self.state.users[self.user] = self.password
         if self.token_timeout:
             self.state.tokens.default_timeout = self.token_timeout
@@ -161,6 +162,10 @@ class F5Emulator:
     @property
     def pid(self):
         return self.info["pid"]
+
+    @property
+    def device_name(self):
+        return self.state.device.name if self.state is not None else None
 
     @property
     def provider(self):
@@ -245,3 +250,84 @@ class F5Emulator:
     def advance(self, seconds):
         """Move the emulator's clock forward (drains progress, tokens age)."""
         return self.control("POST", "clock", {"advance": seconds})
+
+    def ha(self):
+        """This device, its group, failover states and sync status."""
+        return self.control("GET", "ha")
+
+    def failover(self, active, move_connections=True):
+        """Make the named device of the group active (connections move with it)."""
+        return self.control("POST", "failover", {"active": active, "move_connections": move_connections})
+
+
+class F5Pair:
+    """Two emulated devices in one sync-failover device group (see ha.py),
+    in-process, each with its own management address on the same port, as a
+    real pair has: ``127.0.0.1`` (active) and ``127.0.0.2`` (standby).
+
+        with F5Pair(seed=SEED, auto_sync=False) as pair:
+            pair.active, pair.standby          # F5Emulator objects
+            pair.port, pair.provider           # connect to the active one
+            pair.active.failover(pair.standby.device_name)
+    """
+
+    NAMES = ("bigip1.example.com", "bigip2.example.com")
+    ADDRESSES = ("127.0.0.1", "127.0.0.2")
+
+    def __init__(self, seed=None, drain_rate=1.0, auto_sync=False, group="/Common/failover-dg", **options):
+        self.seed_doc = seed
+        self.drain_rate = drain_rate
+        self.auto_sync = auto_sync
+        self.group_path = group
+        self.options = options
+        self.devices = []
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        import threading
+        from .ha import Device, DeviceGroup, join
+        lock = threading.RLock()
+        states = []
+        for index, (name, address) in enumerate(zip(self.NAMES, self.ADDRESSES)):
+            device = Device(name, address, "active" if index == 0 else "standby")
+            states.append(State(drain_rate=self.drain_rate, lock=lock, device=device))
+        join(states, DeviceGroup(self.group_path, "sync-failover", self.auto_sync))
+        try:
+            port = 0
+            for state, address in zip(states, self.ADDRESSES):
+                if self.seed_doc:
+                    state.seed(self.seed_doc)
+                emulator = F5Emulator(state=state, host=address, port=port, **self.options)
+                emulator.start()
+                self.devices.append(emulator)
+                port = emulator.port
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        for emulator in self.devices:
+            emulator.stop()
+        self.devices = []
+
+    @property
+    def port(self):
+        return self.devices[0].port
+
+    def device(self, name):
+        return [d for d in self.devices if d.state.device.name == name][0]
+
+    @property
+    def active(self):
+        return [d for d in self.devices if d.state.device.failover_state == "active"][0]
+
+    @property
+    def standby(self):
+        return [d for d in self.devices if d.state.device.failover_state == "standby"][0]

@@ -65,6 +65,7 @@ class Traffic:
     drain_sessions: float = 0.0
     max_conns: int = 0
     tot_conns: int = 0
+    persistent: bool = False     # its clients hold persistence records (see keeps_persistent_clients)
 
     @property
     def draining(self):
@@ -225,7 +226,18 @@ class Status:
 
 
 def member_status(pool, member):
-    """The ``status.*`` / ``monitorStatus`` / ``sessionStatus`` view of the stats."""
+    """The ``status.*`` / ``monitorStatus`` / ``sessionStatus`` view of the stats.
+
+    Confirmed by public captures of ``show ltm pool members field-fmt`` on real
+    devices (the REST stats carry the same fields in camelCase): an enabled
+    member reads ``sessionStatus enabled``/``status.enabledState enabled``; a
+    disabled one ``user-disabled``/``disabled``, its reason gaining ", user
+    disabled" only when it is available (an unchecked disabled member keeps
+    "does not have service checking enabled"); a forced-offline one has the
+    reason "Forced down"; under a disabled node the member reads
+    ``disabled-by-parent`` with its reason unchanged. Inferred, not captured:
+    ``monitorStatus`` "forced down" and the values under a forced-down node.
+    """
     mon = member_monitor(pool, member)
     rule = "none"
     if mon:
@@ -244,12 +256,10 @@ def member_status(pool, member):
 
     if member.session == "user-disabled":
         enabled, session = "disabled", "user-disabled"
-        if avail != "offline":
+        if avail == "available":
             reason += ", user disabled"
     elif node.disabled:
         enabled, session = "disabled-by-parent", "addr-disabled"
-        if avail != "offline":
-            reason += ", node address disabled"
     else:
         enabled, session = "enabled", "enabled"
     return Status(avail, enabled, reason, mstat, session, rule)
@@ -264,3 +274,11 @@ def takes_new_connections(pool, member):
     if member_monitor(pool, member) and member.health == "down":
         return False
     return True
+
+
+def keeps_persistent_clients(pool, member):
+    """A *disabled* member still takes the connections of clients that hold a
+    persistence record for it (K13310), so with such clients its load does not
+    fall; *forced offline* ends that, and the load drains."""
+    return (member.traffic.persistent and member.session == "user-disabled" and member.state != "user-down"
+            and not member.node.forced_down)

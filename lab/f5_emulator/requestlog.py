@@ -11,7 +11,7 @@ import threading
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
 
-FAULT_KINDS = ("mcpd", "reset", "restarting", "status", "delay")
+FAULT_KINDS = ("mcpd", "reset", "restarting", "status", "delay", "trickle")
 
 
 class RequestLog:
@@ -51,7 +51,7 @@ class Fault:
     kind: str = "mcpd"        # see FAULT_KINDS
     status: int = 500         # for kind "status"
     body: object = None       # for kind "status": JSON value or text
-    seconds: float = 0.0      # for kind "delay"
+    seconds: float = 0.0      # for kind "delay" (the wait) and "trickle" (between bytes)
 
     def matches(self, method, path, decoded):
         if self.method and self.method.upper() != method:

@@ -9,7 +9,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from . import errors, views
+from . import errors, ha, views
 from .auth import authenticate
 from .errors import F5Error, rest_error
 from .names import DEFAULT_PARTITION, join_fullpath, split_member_name, url_segment_to_fullpath
@@ -66,11 +66,51 @@ def handle(state, req):
         return login(state, req)
     user = authenticate(state.users, state.tokens, req.headers, path, req.client)
     ctx = Context(state, req, user)
+    authorize(ctx, path)
     tid = req.headers.get("X-F5-REST-Coordination-Id")
     if tid and req.method in WRITE_METHODS and path.startswith("/mgmt/tm/") \
             and not path.startswith("/mgmt/tm/transaction"):
         return queue_in_transaction(ctx, tid, path)
-    return dispatch(ctx, path)
+    response = dispatch(ctx, path)
+    if req.method in WRITE_METHODS and path.startswith("/mgmt/tm/") and path != "/mgmt/tm/cm":
+        ha.after_change(state)
+    return response
+
+
+# --- roles ---------------------------------------------------------------------
+#
+# F5 documents the Operator role as "enable or disable nodes and pool members"
+# and nothing else, and devices refuse the rest with mcpd's
+# "01070822:3: Access Denied: user (X) does not have create access to object
+# (pool_member)" (seen in f5-ansible #2133 and #313). The emulator lets an
+# operator change only ``session``/``state`` of a member or node; a guest may
+# only read.
+
+OPERATOR_FIELDS = {"session", "state"}
+OBJECT_TYPES = (("/members", "pool_member"), ("/mgmt/tm/ltm/pool", "pool"), ("/mgmt/tm/ltm/node", "node"),
+                ("/mgmt/tm/cm", "device_group"), ("/mgmt/tm/transaction", "transaction"))
+VERBS = {"POST": "create", "DELETE": "delete", "PATCH": "modify", "PUT": "modify"}
+
+
+def authorize(ctx, path):
+    role = ctx.state.role_of(ctx.user)
+    method = ctx.req.method
+    if role == "admin" or method not in WRITE_METHODS or not path.startswith("/mgmt/tm/"):
+        return
+    if role == "operator" and method in ("PATCH", "PUT") and _toggles_only(path, ctx.req.body):
+        return
+    kind = next(name for marker, name in OBJECT_TYPES + (("", "object"),) if marker in path)
+    raise errors.access_denied(ctx.user, VERBS[method], kind)
+
+
+def _toggles_only(path, body):
+    item = re.fullmatch(r"/mgmt/tm/ltm/(pool/[^/]+/members|node)/[^/]+", path)
+    if not item or not isinstance(body, dict):
+        return False
+    return set(k for k in body if k not in IGNORED_ECHO) <= OPERATOR_FIELDS
+
+
+IGNORED_ECHO = {"kind", "name", "partition", "fullPath", "generation", "selfLink", "address"}
 
 
 def dispatch(ctx, path):
@@ -330,6 +370,147 @@ def tunnels(ctx, kind):
     # No tunnels configured: a device then sends no "items" key at all.
     return ok({"kind": "tm:net:tunnels:%s:%scollectionstate" % (kind, kind),
                "selfLink": ctx.links.link("/mgmt/tm/net/tunnels/" + kind)})
+
+
+# --- cm: devices, device groups, sync status, config sync (see ha.py) -------------------
+
+def _device_item(ctx, state):
+    device = state.device
+    return {"kind": "tm:cm:device:devicestate", "name": device.name, "partition": "Common",
+            "fullPath": "/Common/" + device.name, "generation": 1,
+            "selfLink": ctx.links.link("/mgmt/tm/cm/device/~Common~" + device.name),
+            "chassisType": "individual", "edition": "Final", "failoverState": device.failover_state,
+            "hostname": device.name, "managementIp": device.management_ip, "product": "BIG-IP",
+            "selfDevice": "true" if state is ctx.state else "false", "timeZone": "UTC",
+            "version": state.version}
+
+
+def _devices(ctx):
+    return [ctx.state] + ha.peers(ctx.state)
+
+
+def _groups(ctx):
+    """(full path, type, autoSync, device states): the trust group every device has, and the
+    sync-failover group of a pair."""
+    groups = [("/Common/device_trust_group", "sync-only", True, _devices(ctx))]
+    group = ctx.state.group
+    if group is not None:
+        groups.append((group.fullpath, group.type, group.auto_sync, list(group.members)))
+    return groups
+
+
+def _group_item(ctx, fullpath, kind, auto_sync, devices, expand):
+    segment = fullpath.replace("/", "~")
+    body = {"kind": "tm:cm:device-group:device-groupstate", "name": fullpath.rsplit("/", 1)[1],
+            "partition": "Common", "fullPath": fullpath, "generation": 1,
+            "selfLink": ctx.links.link("/mgmt/tm/cm/device-group/" + segment),
+            "autoSync": "enabled" if auto_sync else "disabled", "fullLoadOnSync": "false",
+            "incrementalConfigSyncSizeMax": 1024,
+            "networkFailover": "enabled" if kind == "sync-failover" else "disabled",
+            "saveOnAutoSync": "false", "type": kind}
+    ref = {"link": ctx.links.link("/mgmt/tm/cm/device-group/%s/devices" % segment), "isSubcollection": True}
+    if expand:
+        ref["items"] = [_group_device(ctx, segment, s) for s in devices]
+    body["devicesReference"] = ref
+    return body
+
+
+def _group_device(ctx, segment, state):
+    name = state.device.name
+    return {"kind": "tm:cm:device-group:devices:devicesstate", "name": name, "partition": "Common",
+            "fullPath": "/Common/" + name, "generation": 1,
+            "selfLink": ctx.links.link("/mgmt/tm/cm/device-group/%s/devices/~Common~%s" % (segment, name))}
+
+
+@route(r"/mgmt/tm/cm/device")
+def cm_devices(ctx):
+    if ctx.req.method != "GET":
+        raise not_allowed(ctx)
+    items = [_device_item(ctx, s) for s in _devices(ctx)]
+    return ok(views.collection(ctx.state, ctx.links, "tm:cm:device:devicecollectionstate", "/mgmt/tm/cm/device",
+                               items, ctx.req.query))
+
+
+@route(r"/mgmt/tm/cm/device-group")
+def cm_device_groups(ctx):
+    if ctx.req.method != "GET":
+        raise not_allowed(ctx)
+    items = [_group_item(ctx, *g, expand=_expand(ctx)) for g in _groups(ctx)]
+    return ok(views.collection(ctx.state, ctx.links, "tm:cm:device-group:device-groupcollectionstate",
+                               "/mgmt/tm/cm/device-group", items, ctx.req.query))
+
+
+@route(r"/mgmt/tm/cm/device-group/(?P<group>[^/]+)(?P<devices>/devices)?")
+def cm_device_group(ctx, group, devices=None):
+    if ctx.req.method != "GET":
+        raise not_allowed(ctx)
+    wanted = url_segment_to_fullpath(group)
+    found = [g for g in _groups(ctx) if g[0] == wanted]
+    if not found:
+        raise errors.mcpd_error(404, "01020036:3: The requested device group (%s) was not found." % wanted)
+    fullpath, kind, auto_sync, members = found[0]
+    if not devices:
+        return ok(views.select(_group_item(ctx, fullpath, kind, auto_sync, members, _expand(ctx)), ctx.req.query))
+    segment = fullpath.replace("/", "~")
+    items = [_group_device(ctx, segment, s) for s in members]
+    return ok(views.collection(ctx.state, ctx.links, "tm:cm:device-group:devices:devicescollectionstate",
+                               "/mgmt/tm/cm/device-group/%s/devices" % segment, items, ctx.req.query))
+
+
+def _nested(link, entries):
+    return {link: {"nestedStats": {"entries": entries}}}
+
+
+@route(r"/mgmt/tm/cm/sync-status")
+def cm_sync_status(ctx):
+    if ctx.req.method != "GET":
+        raise not_allowed(ctx)
+    status, details = ha.sync_status(ctx.state)
+    base = "https://localhost/mgmt/tm/cm/syncStatus/0/details"
+    lines = {}
+    for index, line in enumerate(details):
+        lines.update(_nested("%s/%d" % (base, index), {"details": {"description": line}}))
+    entries = {"color": {"description": ha.STATUS_COLOR[status]},
+               "mode": {"description": "standalone" if ctx.state.group is None else "high-availability"},
+               "status": {"description": status}, "summary": {"description": ha.STATUS_SUMMARY[status]}}
+    if lines:
+        entries[base] = {"nestedStats": {"entries": lines}}
+    return ok({"kind": "tm:cm:sync-status:sync-statusstats", "selfLink": ctx.links.link("/mgmt/tm/cm/sync-status"),
+               "entries": _nested("https://localhost/mgmt/tm/cm/sync-status/0", entries)})
+
+
+@route(r"/mgmt/tm/cm/failover-status")
+def cm_failover_status(ctx):
+    if ctx.req.method != "GET":
+        raise not_allowed(ctx)
+    state = ctx.state.device.failover_state.upper()
+    details = _nested("https://localhost/mgmt/tm/cm/failoverStatus/0/details/0",
+                      {"details": {"description": "%s for /Common/traffic-group-1" % state.lower()}})
+    entries = {"color": {"description": "green" if state == "ACTIVE" else "gray"},
+               "https://localhost/mgmt/tm/cm/failoverStatus/0/details": {"nestedStats": {"entries": details}},
+               "status": {"description": state},
+               "summary": {"description": "1/1 active" if state == "ACTIVE" else "1/1 standby"}}
+    return ok({"kind": "tm:cm:failover-status:failover-statusstats",
+               "selfLink": ctx.links.link("/mgmt/tm/cm/failover-status"),
+               "entries": _nested("https://localhost/mgmt/tm/cm/failover-status/0", entries)})
+
+
+@route(r"/mgmt/tm/cm")
+def cm_run(ctx):
+    """``run cm config-sync to-group <group>`` (bigip_configsync_action sends exactly this)."""
+    if ctx.req.method != "POST":
+        raise not_allowed(ctx)
+    body = body_dict(ctx)
+    args = str(body.get("utilCmdArgs") or "").split()
+    if body.get("command") != "run" or len(args) < 3 or args[:2] != ["config-sync", "to-group"]:
+        raise errors.bad_request("Only 'run' with utilCmdArgs 'config-sync to-group <device group>' is emulated.")
+    group = ctx.state.group
+    wanted = args[2] if args[2].startswith("/") else "/Common/" + args[2]
+    if group is None or group.fullpath != wanted:
+        raise errors.mcpd_error(400, "01070734:3: Configuration error: The requested device group (%s) was not "
+                                "found." % wanted)
+    ha.config_sync(ctx.state)
+    return ok({"kind": "tm:cm:runstate", "command": "run", "utilCmdArgs": body["utilCmdArgs"]})
 
 
 # --- transactions ---------------------------------------------------------------------

@@ -95,9 +95,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(control.handle(state, method, path, query, body))
 
         fault = state.faults.take(method, path, unquote(path))
+        trickle = None
         if fault and fault.kind == "delay":
             time.sleep(fault.seconds)
             fault = None
+        if fault and fault.kind == "trickle":
+            trickle, fault = fault.seconds, None
         if fault and fault.kind == "reset":
             state.requests.record(method, path, raw_query, 0, None, state.now())
             return self._reset()
@@ -112,7 +115,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             response = Response(404, "<html><body><h1>404 Not Found</h1></body></html>\n")
         state.requests.record(method, path, raw_query, response.status, _redact(body), state.now())
-        self._send(response)
+        self._send(response, trickle)
 
     def _rest(self, state, method, path, query, raw):
         try:
@@ -153,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, response):
+    def _send(self, response, trickle=None):
         headers = dict(response.headers)
         if isinstance(response.body, (dict, list)):
             # Compact like a device: clients grep for '"message":"..."' verbatim.
@@ -168,9 +171,23 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        if trickle is None:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            return
+        # A device that is alive but answers a byte at a time: status line,
+        # headers and body, one byte every `trickle` seconds.
+        self._headers_buffer.append(b"\r\n")
+        raw = b"".join(self._headers_buffer) + (data if self.command != "HEAD" else b"")
+        self._headers_buffer = []
+        try:
+            for index in range(len(raw)):
+                self.wfile.write(raw[index:index + 1])
+                self.wfile.flush()
+                time.sleep(trickle)
+        except OSError:
+            self.close_connection = True
 
     def _reset(self):
         """Drop the connection with a TCP reset, as a device losing mcpd can."""
@@ -216,7 +233,7 @@ def create_server(state, host="127.0.0.1", port=0, https=True, cert_dir=None, ve
     ca_cert = None
     context = None
     if https:
-        ca_cert, key = make_self_signed(cert_dir or tempfile.mkdtemp(prefix="f5-emulator-"))
+        ca_cert, key = make_self_signed(cert_dir or tempfile.mkdtemp(prefix="f5-emulator-"), host)
         context = server_context(ca_cert, key)
     server = EmulatorServer(state, host, port, context, verbose)
     port = server.server_address[1]

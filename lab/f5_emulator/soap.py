@@ -11,7 +11,7 @@ import time
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
-from . import wsdl
+from . import ha, wsdl
 from .auth import basic_credentials
 from .errors import F5Error
 from .model import member_status, read_state
@@ -48,7 +48,21 @@ def handle(state, method, query, headers, raw_body, host):
         return Response(200, wsdl.render(name, "https://%s%s" % (host, PORTAL)), {"Content-Type": XML})
     if method != "POST":
         return Response(405, "<html><body><h1>405 Method Not Allowed</h1></body></html>\n")
-    return call(state, raw_body)
+    return call(state, raw_body, creds[0])
+
+
+# What each role may call (see rest.authorize): an operator toggles members only.
+SOAP_WRITES = {"add_member_v2": "create", "remove_member_v2": "delete",
+               "set_member_session_enabled_state": "toggle", "set_member_monitor_state": "toggle"}
+
+
+def _authorize(state, user, name):
+    verb = SOAP_WRITES.get(name)
+    role = state.role_of(user)
+    if verb is None or role == "admin" or (role == "operator" and verb == "toggle"):
+        return
+    raise Fault("01070822:3: Access Denied: user (%s) does not have %s access to object (pool_member)"
+                % (user, "modify" if verb == "toggle" else verb))
 
 
 # --- envelope in ---------------------------------------------------------------------
@@ -57,7 +71,7 @@ def _local(tag):
     return tag.rsplit("}", 1)[-1]
 
 
-def call(state, raw_body):
+def call(state, raw_body, user="admin"):
     try:
         root = ET.fromstring(raw_body)
     except ET.ParseError as exc:
@@ -80,7 +94,10 @@ def call(state, raw_body):
     impl = IMPLEMENTATIONS[(interface, name)]
     try:
         with state.lock:
+            _authorize(state, user, name)
             result = impl(state, **args)
+            if name in SOAP_WRITES:
+                ha.after_change(state)
     except Fault as fault:
         return _fault_response(interface, name, fault)
     except F5Error as exc:

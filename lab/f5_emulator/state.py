@@ -12,8 +12,9 @@ import threading
 from . import errors
 from .auth import TokenStore
 from .clock import Clock
-from .model import HEALTH_VALUES, Member, Node, Pool, member_status, read_session, read_state, \
-    takes_new_connections
+from .ha import Device
+from .model import HEALTH_VALUES, Member, Node, Pool, keeps_persistent_clients, member_status, read_session, \
+    read_state, takes_new_connections
 from .names import DEFAULT_PARTITION, is_ip_address, join_fullpath, split_fullpath, \
     split_member_name, split_route_domain, with_route_domain
 from .requestlog import Faults, RequestLog
@@ -101,9 +102,15 @@ def _normal_address(address):
         return address, rd or 0
 
 
+ROLES = ("admin", "operator", "guest")
+
+
 class State:
-    def __init__(self, clock=None, drain_rate=1.0, version=DEFAULT_VERSION):
-        self.lock = threading.RLock()
+    def __init__(self, clock=None, drain_rate=1.0, version=DEFAULT_VERSION, lock=None, device=None):
+        # The devices of an HA pair share one lock (see ha.py).
+        self.lock = lock or threading.RLock()
+        self.device = device or Device()
+        self.group = None                          # ha.DeviceGroup when paired
         self.clock = clock or Clock()
         self.version = version
         self.drain_rate = parse_drain_rate(drain_rate)
@@ -112,6 +119,7 @@ class State:
         self.nodes = {}                            # fullpath -> Node
         self.pools = {}                            # fullpath -> Pool
         self.users = {"admin": "admin"}
+        self.roles = {}                            # user -> role; absent means admin
         self.tokens = TokenStore(self.clock)
         self.transactions = {}
         self.requests = RequestLog()
@@ -283,7 +291,7 @@ class State:
         now = self.now()
         for pool in self.pools.values():
             for member in pool.members.values():
-                open_ = takes_new_connections(pool, member)
+                open_ = takes_new_connections(pool, member) or keeps_persistent_clients(pool, member)
                 if not open_ and not member.traffic.draining:
                     member.traffic.start_drain(now)
                 elif open_ and member.traffic.draining:
@@ -331,6 +339,7 @@ class State:
         for folder in doc.get("folders", []):
             self.add_folder(folder)
         self.users.update(doc.get("users", {}))
+        self.set_roles(doc.get("roles", {}))
         if "drain_rate" in doc:
             self.set_drain_rate(doc["drain_rate"])
         if "token_timeout" in doc:
@@ -356,7 +365,8 @@ class State:
         self.refresh_traffic()
 
     def seed_member(self, pool, spec):
-        runtime = {k: spec.pop(k) for k in ("connections", "sessions", "health", "drain_rate") if k in spec}
+        runtime = {k: spec.pop(k) for k in ("connections", "sessions", "health", "drain_rate", "persistent")
+                   if k in spec}
         fp = join_fullpath(spec.pop("partition", pool.partition), spec.pop("name"))
         address = spec.pop("address", None)
         member = pool.members.get(fp)
@@ -367,7 +377,9 @@ class State:
         self.set_runtime(member, **runtime)
         return member
 
-    def set_runtime(self, member, connections=None, sessions=None, health=None, drain_rate=None):
+    def set_runtime(self, member, connections=None, sessions=None, health=None, drain_rate=None, persistent=None):
+        if persistent is not None:
+            member.traffic.persistent = bool(persistent)
         if connections is not None or sessions is not None:
             member.traffic.set_load(self.now(), None if connections is None else int(connections),
                                     None if sessions is None else int(sessions))
@@ -375,6 +387,16 @@ class State:
             self.set_member_drain_rate(member, None if drain_rate == "default" else drain_rate)
         if health is not None:
             self.set_health(member, health)
+        self.refresh_traffic()
+
+    def role_of(self, user):
+        return self.roles.get(user, "admin")
+
+    def set_roles(self, roles):
+        for user, role in roles.items():
+            if role not in ROLES:
+                raise ValueError("role must be one of %s, not %r" % (", ".join(ROLES), role))
+            self.roles[user] = role
 
     def reset(self):
         self.partitions = {DEFAULT_PARTITION: 0}
@@ -394,7 +416,7 @@ class State:
             "health": member.health, "availability": status.availability, "enabled": status.enabled,
             "connections": conns, "sessions": sessions,
             "loadConnections": member.traffic.connections, "loadSessions": member.traffic.sessions,
-            "draining": member.traffic.draining,
+            "draining": member.traffic.draining, "persistent": member.traffic.persistent,
             "drainRate": member.traffic.rate if member.traffic.rate is not None else self.drain_rate,
         }
 

@@ -5,6 +5,7 @@ default. The certificate names localhost and 127.0.0.1 and is its own CA:
 clients may pass its path as the CA bundle to test verified TLS, or turn
 verification off as most F5 users do.
 """
+import ipaddress
 import shutil
 import ssl
 import subprocess
@@ -15,8 +16,9 @@ class TLSUnavailable(RuntimeError):
     pass
 
 
-def make_self_signed(directory):
-    """Write cert.pem and key.pem into ``directory``; return their paths."""
+def make_self_signed(directory, host="127.0.0.1"):
+    """Write cert.pem and key.pem into ``directory``; return their paths.
+    The certificate names localhost, 127.0.0.1, ::1 and ``host``."""
     openssl = shutil.which("openssl")
     if not openssl:
         raise TLSUnavailable("the openssl command is needed to make the emulator's certificate "
@@ -30,11 +32,21 @@ def make_self_signed(directory):
            # critically and may sign certificates, and a SAN for the host.
            "-addext", "basicConstraints=critical,CA:TRUE",
            "-addext", "keyUsage=critical,digitalSignature,keyCertSign",
-           "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"]
+           "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1%s" % _extra_name(host)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise TLSUnavailable("openssl could not make a certificate: %s" % result.stderr.strip())
     return str(cert), str(key)
+
+
+def _extra_name(host):
+    if host in ("localhost", "127.0.0.1", "::1", "0.0.0.0", "::"):
+        return ""
+    try:
+        ipaddress.ip_address(host)
+        return ",IP:" + host
+    except ValueError:
+        return ",DNS:" + host
 
 
 def server_context(cert, key):

@@ -44,8 +44,24 @@ options:
     choices: [rest, soap]
   timeout:
     description:
-      - Seconds to wait for one request. Defaults to V(30).
+      - Seconds one request may take as a whole, from connecting to the last byte of the answer (a device
+        that answers a byte at a time is cut off too). Defaults to V(30).
+      - A read that timed out is not retried; a read that got a 5xx answer or a dropped connection is.
     type: float
+  token_cache:
+    description:
+      - Keep the login token between tasks (O(transport=rest)), so that a task on the same device and user
+        reuses it instead of logging in, and does not delete it at the end. A token is renewed when it has
+        less than a minute left or the device refuses it.
+      - The token is a bearer credential for its lifetime (the device's, 1200 seconds by default, never
+        extended). It is written to a file readable by the user running the module only, in
+        C($XDG_CACHE_HOME/gentle.lb/f5-tokens) (else C(~/.cache/gentle.lb/f5-tokens), or
+        E(GENTLE_LB_F5_TOKEN_DIR)), in a directory of mode C(0700). The password is never written; a salted
+        PBKDF2 verifier is, so a task with another password logs in instead of reusing the token.
+      - V(false) logs in for every task and deletes the token at its end; for a whole play, set it in
+        C(module_defaults) (group C(gentle.lb.f5)).
+      - Defaults to V(true).
+    type: bool
   provider:
     description:
       - The same connection options as one dictionary, as F5's own modules accept them.
@@ -74,4 +90,7 @@ options:
       timeout:
         description: See O(timeout).
         type: float
+      token_cache:
+        description: See O(token_cache).
+        type: bool
 """

@@ -79,11 +79,12 @@ _F5_KEYS = dict(
     validate_certs=dict(type="bool", fallback=(env_fallback, ["F5_VALIDATE_CERTS"])),
     transport=dict(type="str", choices=["rest", "soap"]),
     timeout=dict(type="float"),
+    token_cache=dict(type="bool"),
 )
 F5_CONNECTION_ARGS = dict(copy.deepcopy(_F5_KEYS))
 F5_CONNECTION_ARGS["provider"] = dict(type="dict", options=dict(
     (key, dict((k, v) for k, v in spec.items() if k != "fallback")) for key, spec in _F5_KEYS.items()))
-F5_DEFAULTS = dict(server_port=443, validate_certs=True, transport="rest", timeout=30.0)
+F5_DEFAULTS = dict(server_port=443, validate_certs=True, transport="rest", timeout=30.0, token_cache=True)
 
 
 def argument_spec(*parts):

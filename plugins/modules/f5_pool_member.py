@@ -22,9 +22,11 @@ description:
     reads are mapped to an admin state (RV(members[].admin_state)), never compared literally.
   - Acts only on a difference; C(changed) comes from the admin state and the ratio only, never from
     connection counts. Check mode only reads (HTTP C(GET)s).
-  - Reads a pool in two requests whatever its size (the members collection and its C(/stats)); waiting polls
-    only stats, of the member itself in each pool concerned (of the whole pool when the call selects more than
-    two of its members).
+  - Reads a pool in two requests whatever its size (the members collection and its C(/stats)). After a write
+    the pool's stats are read again to check the capacity floor, and every look while waiting reads stats only,
+    of the member itself (of the whole pool when the call selects more than two of its members); the stats
+    carry the admin state too, so a member that somebody else re-enables during the wait is seen and put back.
+    With the login token cached (O(token_cache)), draining one member costs four requests.
   - Node objects are never deleted or changed, so a node shared with other pools is safe.
   - F5 support is tested against an emulator built from F5's documentation and public captures of real
     devices (C(lab/f5_emulator) in the source repository), not against a device.
@@ -100,9 +102,30 @@ options:
         given and kept otherwise. Returned as RV(members[].weight).
       - Ignored for V(drained) and V(absent) (the ratio is kept while draining), so the same options can
         be passed to the drain and the restore call.
+      - Setting it needs a role that may modify pool members (not F5's Operator role).
       - Not available with O(transport=soap).
     type: int
     aliases: [ratio]
+  force_offline_after:
+    description:
+      - The persistence ladder for O(state=drained) and O(state=absent) with O(drain_mode=disabled). I(Disabled)
+        still admits persistent and active connections (F5 article K13310), so a drain may never end. After
+        this many seconds of waiting, the members still holding sessions are forced offline (only the
+        connections already open go on), and the wait goes on until O(wait_timeout); then O(on_timeout) applies.
+      - RV(drain_ended_by) says which step ended the drain.
+      - Not set (the default), a drain stays I(Disabled) until O(wait_timeout).
+    type: float
+  config_sync:
+    description:
+      - On a device in a sync-failover device group with manual sync, run C(config-sync to-group) after the
+        change (before waiting), and wait until the group reads C(In Sync), so that a failover does not hand
+        traffic to a peer that still has the member enabled.
+      - Skipped, with a warning, when the group was already out of sync before the change (a sync would push
+        the other pending changes too). Needs a user whose role may run a config sync (not F5's Operator role).
+      - V(false) (the default) leaves the group as it is and warns that the peer lacks the change. Groups with
+        automatic sync need nothing. Needs O(transport=rest).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - gentle.lb.f5_connection
   - gentle.lb.waiting
@@ -120,9 +143,18 @@ notes:
     then deleted anyway, with a warning."
   - The capacity guard counts a member in rotation when it is enabled (C(user-enabled)/C(monitor-enabled), not
     forced down) and healthy when its availability is C(available) or C(unknown).
-  - Tokens are requested with login provider C(tmos) and deleted at the end, also when the task fails. An expired
-    token leads to one new login; a second refusal fails. When token login is not available, basic authentication
-    is used (local users only).
+  - Tokens are requested with login provider C(tmos) and kept for the next task (O(token_cache)), or deleted at
+    the end with O(token_cache=false), also when the task fails. A refused token leads to one new login; a second
+    refusal fails. When token login is not available, basic authentication is used (local users only).
+  - "HA pairs: before the first change the device group's sync status is read (warned about when it is not
+    C(In Sync)); while waiting, the device's failover state is read with every look, and when the device has become
+    standby the wait follows the failover to the new active device (its management address from
+    C(/mgmt/tm/cm/device), the same port and credentials), where the member is put back into O(state) if that
+    device's copy lacks it."
+  - "Least privilege: a user with F5's Operator role can drain and restore members (O(state=present) and
+    O(state=drained) only toggle C(session)/C(state)); adding or removing members, setting the ratio and
+    O(config_sync=true) need more, and fail with C(error_type=PermissionDeniedError) naming the missing
+    permission."
   - "Reads are retried with back-off (0.25 s doubling to 2 s, three retries) on 5xx answers and dropped
     connections; writes are never retried: after a dropped write, run the task again."
   - "To verify the device certificate against your own CA, keep O(validate_certs=true) and set E(REQUESTS_CA_BUNDLE)
@@ -187,6 +219,22 @@ EXAMPLES = r"""
         state: present
         weight: 2
       delegate_to: localhost
+
+- name: Drain through persistence, on an HA pair with manual sync
+  gentle.lb.f5_pool_member:
+    pool: web
+    address: 10.0.0.13
+    port: 80
+    state: drained
+    force_offline_after: 120   # then forced offline: persistent clients go elsewhere
+    wait_timeout: 600
+    config_sync: true          # the standby gets the drain before any failover
+  delegate_to: localhost
+  register: drain
+
+- name: Say which step ended the drain
+  ansible.builtin.debug:
+    msg: "{{ drain.drain_ended_by }}"
 
 - name: Add an IPv6 member (on an existing node of that address, or a new node named web6)
   gentle.lb.f5_pool_member:
@@ -314,16 +362,17 @@ waited:
   sample: 2.35
 reasserted:
   description: How many times a member was put back into the requested state after somebody else changed it
-    during the wait (see O(reassert)).
+    during the wait (see O(reassert)), on the device or, after a failover, on the new active one.
   returned: always
   type: int
   sample: 0
 error_type:
   description: On failure, the class of the error, for example V(GuardRefusedError), V(WaitTimeoutError),
-    V(StateLostError), V(NotFoundError), V(UnreachableError), V(InvalidInputError). Match on this, not on RV(msg).
+    V(StateLostError), V(NotFoundError), V(UnreachableError), V(PermissionDeniedError), V(InvalidInputError).
+    Match on this, not on RV(msg).
   returned: failure
   type: str
-  sample: GuardRefusedError
+  sample: PermissionDeniedError
 guard:
   description: On a capacity guard refusal, per pool holding a selected member, its number of members, how
     many are in rotation and healthy (V(active)), how many must stay (V(needed)), which selected members would
@@ -331,7 +380,15 @@ guard:
   returned: when error_type is GuardRefusedError
   type: list
   elements: dict
-  sample: [{"container": "/Common/web", "members": 4, "active": 4, "needed": 3, "leaving": ["a", "b"], "may_leave": 1}]
+  sample: [{"container": "/Common/web", "members": 4, "active": 4, "needed": 3, "leaving": ["10.0.0.1:80"],
+            "may_leave": 1}]
+drain_ended_by:
+  description:
+    - With O(force_offline_after), the step that ended the drain, V(disabled), V(forced_offline) or V(on_timeout)
+      (still open at O(wait_timeout), ended by O(on_timeout=continue) or V(force)).
+  returned: when O(force_offline_after) is set, for O(state=drained) and O(state=absent) with O(wait)
+  type: str
+  sample: forced_offline
 msg:
   description: One line saying what was done.
   returned: always
@@ -356,6 +413,8 @@ MEMBER_ARGS = dict(
     state=dict(type="str", default="present", choices=list(member.STATES)),
     drain_mode=dict(type="str", default="disabled", choices=list(f5.DRAIN_MODES)),
     weight=dict(type="int", aliases=["ratio"]),
+    force_offline_after=dict(type="float"),
+    config_sync=dict(type="bool", default=False),
 )
 
 
@@ -369,8 +428,15 @@ def main():
         pools = [f5.pool_path(pool, params["partition"]) for pool in params["pool"] or []]
         request = specs.request_from_params(params, selectors, pools, weight=params["weight"],
                                             options=dict(drain_mode=params["drain_mode"]))
-        backend = f5.connect(specs.f5_connection(params), params["partition"], params["drain_mode"])
-        result = member.run(backend, request, check_mode=module.check_mode)
+        grace = f5.check_ladder(params["force_offline_after"], params["drain_mode"])
+
+        def connect():
+            return f5.connect(specs.f5_connection(params), params["partition"], params["drain_mode"],
+                              config_sync=params["config_sync"])
+        if grace is None:
+            result = member.run(connect(), request, check_mode=module.check_mode)
+        else:
+            result = f5.run_escalating(connect(), connect, request, grace, check_mode=module.check_mode)
     except member.LBError as error:
         specs.fail_with(module, error)
     specs.exit_with(module, result)

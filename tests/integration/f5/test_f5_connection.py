@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 """Connection options, authentication, TLS and device faults, each with a clear
 one-line error and nothing changed; the login token always deleted."""
+import json
 import socket
 import textwrap
 
@@ -106,14 +107,49 @@ def test_token_refused_again_after_one_relogin_fails(f5):
     assert stored(f5, "web", "10.0.0.1:80") == ENABLED
 
 
-def test_token_is_deleted_on_success_and_on_failure(f5):
+def token_deletes(f5):
+    counts = f5.requests()["counts"]
+    return sum(n for key, n in counts.items() if key.startswith("DELETE /mgmt/shared/authz/tokens/"))
+
+
+def test_without_the_cache_the_token_is_deleted_on_success_and_on_failure(f5):
+    f5.reset_requests()
+    assert not run(f5, pool="web", name="10.0.0.1:80", state="drained", token_cache=False).failed
+    assert run(f5, pool="nope", name="10.0.0.1:80", state="drained", token_cache=False).failed
+    assert token_deletes(f5) == logins(f5) == 2
+    assert f5.tokens()["active"] == 0
+
+
+def test_the_cached_token_serves_the_next_tasks(f5, token_dir):
     f5.reset_requests()
     assert not run(f5, pool="web", name="10.0.0.1:80", state="drained").failed
     assert run(f5, pool="nope", name="10.0.0.1:80", state="drained").failed
-    counts = f5.requests()["counts"]
-    deletes = sum(n for key, n in counts.items() if key.startswith("DELETE /mgmt/shared/authz/tokens/"))
-    assert deletes == logins(f5) == 2
-    assert f5.tokens()["active"] == 0
+    assert not helpers.run_module("f5_pool_member_info", conn(f5, pool="web")).failed
+    # One login for the three tasks, no token deleted; one token alive, the one the cache holds.
+    assert logins(f5) == 1 and token_deletes(f5) == 0
+    assert f5.tokens()["active"] == 1
+    files = list(token_dir.iterdir())
+    assert len(files) == 1 and oct(files[0].stat().st_mode & 0o777) == "0o600"
+    assert "admin" not in json.loads(files[0].read_text()).get("verifier", "")
+    # A task with a wrong password never gets the cached token: it logs in, and is refused.
+    refused = run(f5, password="wrong", pool="web", name="10.0.0.1:80", state="present")
+    assert refused.failed and refused["error_type"] == "AuthRefusedError"
+    assert stored(f5, "web", "10.0.0.1:80") == DISABLED
+    # A token the device no longer accepts is replaced by one new login.
+    f5.expire_tokens()
+    f5.reset_requests()
+    assert not run(f5, pool="web", name="10.0.0.1:80", state="present").failed
+    assert logins(f5) == 1 and stored(f5, "web", "10.0.0.1:80") == ENABLED
+
+
+def test_the_token_cache_is_off_through_the_provider(f5, token_dir):
+    f5.reset_requests()
+    provider = dict(server="127.0.0.1", server_port=f5.port, user="admin", password="admin", validate_certs=False,
+                    token_cache=False)
+    result = helpers.run_module("f5_pool_member", dict(provider=provider, pool="web", name="10.0.0.1:80",
+                                                       state="drained"))
+    assert not result.failed
+    assert token_deletes(f5) == logins(f5) == 1 and not token_dir.exists()
 
 
 def test_tls_verification_failure_then_validate_certs_false_then_ca_bundle(f5, tmp_path):
@@ -209,16 +245,16 @@ def _fake_missing(tmp_path, module):
 
 def test_missing_requests(f5, tmp_path):
     result = helpers.run_module("f5_pool_member_info", conn(f5), env=_fake_missing(tmp_path, "requests"))
-    assert result.failed
-    assert "Failed to import the required Python library (requests)" in result["msg"]
+    assert result.failed and result["error_type"] == "MissingLibraryError"
+    assert result["msg"].startswith("library requests: not installed where this module runs (")
     assert "pip install requests" in result["msg"]
 
 
 def test_missing_bigsuds_says_how_to_install_it(f5, tmp_path):
     result = helpers.run_module("f5_pool_member_info", conn(f5, transport="soap"),
                                 env=_fake_missing(tmp_path, "bigsuds"))
-    assert result.failed
-    assert "Failed to import the required Python library (bigsuds)" in result["msg"]
+    assert result.failed and result["error_type"] == "MissingLibraryError"
+    assert result["msg"].startswith("library bigsuds: not installed where this module runs (")
     assert "pip install --no-deps bigsuds suds-community six" in result["msg"]
 
 
@@ -231,3 +267,30 @@ def test_check_mode_reads_only(f5):
     methods = set(e["method"] for e in f5.requests()["entries"] if e["path"].startswith("/mgmt/tm/"))
     assert methods == {"GET"}
     assert ("/Common/web", "10.0.0.8:80") not in info(f5, pool="web")
+
+
+def test_a_device_that_trickles_its_answer_is_cut_at_timeout(f5):
+    # The answer comes a byte every 50 ms: each read is quick, the whole would take minutes.
+    assert not run(f5, pool="web", name="10.0.0.2:80", state="drained").failed   # logged in: the token is cached
+    stats = "/mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats"
+    f5.fail_next(stats, method="GET", count=1, kind="trickle", seconds=0.05)
+    f5.reset_requests()
+    result = run(f5, timeout=1, pool="web", name="10.0.0.1:80", state="drained")
+    assert result.failed and result["error_type"] == "UnreachableError"
+    assert "no complete answer to GET %s within timeout=1s" % stats in result["msg"], result["msg"]
+    # cut at the deadline (not retried: a device that slow is not better a moment later)
+    assert result.elapsed < 4, result.elapsed
+    assert writes(f5) == [] and stored(f5, "web", "10.0.0.1:80") == ENABLED
+
+
+def test_a_drain_costs_four_requests_once_the_token_is_cached(f5):
+    assert not run(f5, pool="web", name="10.0.0.2:80", state="drained").failed     # logs in, learns the device
+    f5.reset_requests()
+    result = run(f5, pool="web", name="10.0.0.1:80", state="drained")
+    assert not result.failed and result["changed"] is True
+    assert [(e["method"], e["path"]) for e in f5.requests()["entries"]] == [
+        ("GET", "/mgmt/tm/ltm/pool/~Common~web/members"),          # the plan: every member's configuration...
+        ("GET", "/mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats"),   # ...the target's stats
+        ("PATCH", "/mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80"),
+        ("GET", "/mgmt/tm/ltm/pool/~Common~web/members/stats"),    # the floor check, and the wait's first look
+    ]

@@ -1,7 +1,10 @@
 # -*- coding: utf-8 -*-
 """Names on the wire: partitions, folders, route domains (``%2`` raw in bodies,
 ``%25`` in URLs) and IPv6 members (``.`` before the port)."""
-from conftest import DISABLED, ENABLED, info, run, stored, writes
+import pytest
+
+import helpers
+from conftest import DISABLED, ENABLED, conn, info, run, stored, writes
 
 
 def tm_paths(f5, method):
@@ -85,3 +88,36 @@ def test_unknown_partition_and_member_not_in_pool(f5):
     assert result["msg"] == ("member 10.0.0.9:80: not found in pool /Common/web; check the name or address, or "
                              "name the pool it belongs to")
     assert writes(f5) == []
+
+
+# Every name option of both modules is matched as a whole string: a trailing
+# newline is refused before any request, with error_type, on one line (the unit
+# tests cover spaces and the other characters).
+NAME_OPTIONS = [
+    ("f5_pool_member", dict(pool="web\n", name="10.0.0.1:80", state="drained")),
+    ("f5_pool_member", dict(pool="web", partition="Common\n", name="10.0.0.1:80", state="drained")),
+    ("f5_pool_member", dict(pool="web", name="10.0.0.1:80\n", state="drained")),
+    ("f5_pool_member", dict(pool="web", name=["10.0.0.1:80", "10.0.0.2:80\n"], state="drained")),
+    ("f5_pool_member", dict(pool="web", address="10.0.0.1\n", port=80, state="drained")),
+    ("f5_pool_member_info", dict(pool="web\n")),
+    ("f5_pool_member_info", dict(partition="Common\n")),
+    ("f5_pool_member_info", dict(name="10.0.0.1:80\n")),
+    ("f5_pool_member_info", dict(address="10.0.0.1\n")),
+]
+
+
+def _bad_option(args):
+    for key, value in args.items():
+        if any(str(x) != str(x).strip() for x in (value if isinstance(value, list) else [value])):
+            return key
+    return None
+
+
+@pytest.mark.parametrize("module, args", NAME_OPTIONS,
+                         ids=["%s-%s-%d" % (m, _bad_option(a), i) for i, (m, a) in enumerate(NAME_OPTIONS)])
+def test_a_trailing_newline_is_refused_in_every_name_option(f5, module, args):
+    f5.reset_requests()
+    result = helpers.run_module(module, conn(f5, **args))
+    assert result.failed and result["error_type"] == "InvalidInputError", result
+    assert "\n" not in result["msg"] and ("not a valid" in result["msg"] or "not an IPv4" in result["msg"])
+    assert f5.requests()["total"] == 0

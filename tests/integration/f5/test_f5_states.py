@@ -193,12 +193,13 @@ def test_member_in_every_pool_of_the_partition(f5):
     for pool in ("web", "api"):
         assert stored(f5, pool, "10.0.0.1:80") == DISABLED
     assert run(f5, name="10.0.0.1:80", state="drained")["changed"] is False
-    # One request lists every pool with its members; stats only for pools holding the member.
+    # One request lists every pool with its members; stats only of the member, in the pool that holds it.
     f5.reset_requests()
     assert run(f5, name="10.0.0.5:80", state="present")["changed"] is False
     counts = f5.requests()["counts"]
     assert counts.get("GET /mgmt/tm/ltm/pool") == 1
-    assert [k for k in counts if k.endswith("/members/stats")] == ["GET /mgmt/tm/ltm/pool/~Common~solo/members/stats"]
+    assert [k for k in counts if k.endswith("/stats")] == [
+        "GET /mgmt/tm/ltm/pool/~Common~solo/members/~Common~10.0.0.5:80/stats"]
 
 
 def test_pool_list(f5):

@@ -17,6 +17,15 @@ from conftest import DISABLED, ENABLED, FORCED, run, stored, warnings
 POLL_INTERVAL = 0.5
 
 
+def since_write(f5):
+    """Seconds from the first PATCH of a member to the last request of the run, on
+    the emulator's own clock: when the drain started, and when the run last looked.
+    (``waited`` starts after the write's floor check, which a loaded machine slows.)"""
+    entries = [e for e in f5.requests()["entries"] if e["path"].startswith("/mgmt/tm/")]
+    first = [e["time"] for e in entries if e["method"] == "PATCH"][0]
+    return entries[-1]["time"] - first
+
+
 def load(f5, pool, name, connections, rate, sessions=None):
     extra = {} if sessions is None else {"sessions": sessions}
     f5.set_member(pool="/Common/" + pool, member=name, connections=connections, drain_rate=rate, **extra)
@@ -58,6 +67,7 @@ def assert_no_wait(f5, result):
 
 def test_drain_waits_until_connections_are_gone_and_returns_promptly(f5):
     load(f5, "web", "10.0.0.1:80", connections=6, rate=4)        # 0 after 1.5 s
+    f5.reset_requests()
     result = run(f5, pool="web", name="10.0.0.1:80", state="drained")
     assert not result.failed, result
     assert result["changed"] is True
@@ -73,12 +83,14 @@ def test_drain_waits_until_connections_are_gone_and_returns_promptly(f5):
 
 def test_sessions_count_as_well_as_connections(f5):
     load(f5, "web", "10.0.0.1:80", connections=1, rate=4, sessions=6)     # curSessions 0 after 1.5 s
+    f5.reset_requests()
     result = run(f5, pool="web", name="10.0.0.1:80", state="drained")
     assert_waited(f5, result, 1.5)
 
 
 def test_drain_threshold(f5):
     load(f5, "web", "10.0.0.1:80", connections=10, rate=4)       # <= 4 after 1.5 s
+    f5.reset_requests()
     result = run(f5, pool="web", name="10.0.0.1:80", state="drained", drain_threshold=4)
     assert_waited(f5, result, 1.5)
     assert 0 < result["members"][0]["sessions"] <= 4
@@ -87,6 +99,7 @@ def test_drain_threshold(f5):
 def test_member_in_several_pools_is_waited_on_together(f5):
     load(f5, "web", "10.0.0.1:80", connections=2, rate=2)        # 1 s
     load(f5, "api", "10.0.0.1:80", connections=5, rate=2)        # 2.5 s
+    f5.reset_requests()
     result = run(f5, name="10.0.0.1:80", state="drained", min_active=0)
     assert not result.failed, result
     assert sorted(m["container"] for m in result["members"]) == ["/Common/api", "/Common/app/web", "/Common/web"]
@@ -110,7 +123,10 @@ def test_timeout_fails_and_leaves_the_member_drained(f5):
                              "sessions); giving up, raise wait_timeout or use on_timeout: force")
     assert result["changed"] is True and result["members"][0]["state"] == "drained"
     assert stored(f5, "web", "10.0.0.1:80") == DISABLED
-    assert 1.0 <= result.elapsed < 4
+    # It gave up at wait_timeout; nothing else took long (measured against a run that does not wait).
+    assert 1.0 <= result["waited"] <= 1.0 + POLL_INTERVAL + 2 * request_latency(f5), result["waited"]
+    plain = run(f5, check=True, pool="web", name="10.0.0.2:80", state="drained")
+    assert result.elapsed < 1.0 + POLL_INTERVAL + 2 * plain.elapsed, (result.elapsed, plain.elapsed)
 
 
 def test_timeout_continue_warns(f5):
@@ -206,3 +222,53 @@ def test_present_without_monitor_is_usable_at_once(f5):
     result = run(f5, pool="web", name="10.0.0.1:80", state="present")
     assert result["members"][0]["health"] == "unknown"
     assert_no_wait(f5, result)
+
+
+# ---------------------------------------------------------------- the persistence ladder (K13310)
+# A disabled member still takes the connections of clients with a persistence
+# record; the emulator's "persistent" members keep their load while disabled and
+# drain once forced offline.
+
+def test_persistent_clients_keep_a_disabled_member_busy_until_it_is_forced_offline(f5):
+    f5.set_member(pool="/Common/web", member="10.0.0.1:80", connections=4, drain_rate=8, persistent=True)
+    f5.reset_requests()
+    result = run(f5, pool="web", name="10.0.0.1:80", state="drained", force_offline_after=0.5, wait_timeout=10)
+    assert not result.failed, result
+    assert result["drain_ended_by"] == "forced_offline"
+    assert stored(f5, "web", "10.0.0.1:80") == FORCED
+    # 0.5 s disabled (the load holds), then 4 connections at 8 per second.
+    assert since_write(f5) >= 0.95, since_write(f5)
+    assert_waited(f5, result, 1.0)
+    assert "disabled for 0.5s, /Common/web/10.0.0.1:80 4 sessions still open (persistence), so forced offline, " \
+           "which ended the drain" in result["msg"], result["msg"]
+    assert result["members"][0]["state_before"] == "present" and result["members"][0]["sessions"] == 0
+
+
+def test_without_persistence_the_ladder_stops_at_disabled(f5):
+    f5.set_member(pool="/Common/web", member="10.0.0.1:80", connections=4, drain_rate=8)
+    result = run(f5, pool="web", name="10.0.0.1:80", state="drained", force_offline_after=5)
+    assert not result.failed and result["drain_ended_by"] == "disabled", result
+    assert stored(f5, "web", "10.0.0.1:80") == DISABLED
+    assert result["msg"].endswith("; the drain ended while disabled")
+
+
+def test_the_ladder_ends_with_on_timeout(f5):
+    f5.set_member(pool="/Common/web", member="10.0.0.1:80", connections=4, drain_rate="hold", persistent=True)
+    result = run(f5, pool="web", name="10.0.0.1:80", state="drained", force_offline_after=0.3, wait_timeout=1,
+                 on_timeout="continue")
+    assert not result.failed and result["drain_ended_by"] == "on_timeout", result
+    assert stored(f5, "web", "10.0.0.1:80") == FORCED
+    assert any("4 sessions); continuing" in w for w in warnings(result)), warnings(result)
+
+
+def test_the_ladder_fails_on_timeout_and_absent_removes_last(f5):
+    f5.set_member(pool="/Common/web", member="10.0.0.1:80", connections=4, drain_rate="hold", persistent=True)
+    result = run(f5, pool="web", name="10.0.0.1:80", state="absent", force_offline_after=0.3, wait_timeout=1)
+    assert result.failed and result["error_type"] == "WaitTimeoutError", result
+    assert stored(f5, "web", "10.0.0.1:80") == FORCED                   # forced offline, not deleted
+    f5.set_member(pool="/Common/web", member="10.0.0.2:80", connections=4, drain_rate=8, persistent=True)
+    removed = run(f5, pool="web", name="10.0.0.2:80", state="absent", force_offline_after=0.3, wait_timeout=10,
+                  min_active=0)
+    assert not removed.failed and removed["drain_ended_by"] == "forced_offline", removed
+    assert stored(f5, "web", "10.0.0.2:80") is None
+    assert removed["members"][0]["state_before"] == "present" and removed["members"][0]["state"] == "absent"

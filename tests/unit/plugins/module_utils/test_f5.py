@@ -590,46 +590,79 @@ def members_answer(*items):
     return FakeResponse(200, {"kind": "tm:ltm:pool:members:memberscollectionstate", "items": list(items)})
 
 
+ENABLED_STATS = {"sessionStatus": "enabled", "status.enabledState": "enabled",
+                 "status.statusReason": "Pool member is available", "status.availabilityState": "available"}
+DISABLED_STATS = {"sessionStatus": "user-disabled", "status.enabledState": "disabled",
+                  "status.statusReason": "Pool member is available, user disabled",
+                  "status.availabilityState": "available"}
+
+
 def stats_answer(pool, *rows):
+    """rows: (member name, connections) or (member name, connections, status fields)."""
     entries = {}
-    for name, conns in rows:
+    for row in rows:
+        name, conns = row[0], row[1]
+        status = row[2] if len(row) > 2 else ENABLED_STATS
         key = "https://localhost/mgmt/tm/ltm/pool/%s/members/%s/stats" % (
             f5.url_segment(pool), f5.url_segment("/Common/" + name))
-        entries[key] = {"nestedStats": {"entries": {"serverside.curConns": {"value": conns},
-                                                    "curSessions": {"value": 0},
-                                                    "status.availabilityState": {"description": "available"}}}}
+        values = {"serverside.curConns": {"value": conns}, "curSessions": {"value": 0}}
+        values.update(dict((k, {"description": v}) for k, v in status.items()))
+        entries[key] = {"nestedStats": {"entries": values}}
     return FakeResponse(200, {"entries": entries})
 
 
-def item(name, session="monitor-enabled", state="up", address=None):
+STANDALONE = FakeResponse(200, {"items": [{"name": "device_trust_group", "type": "sync-only",
+                                           "autoSync": "enabled"}]})
+
+
+def item(name, session="monitor-enabled", state="up", address=None, ratio=1):
     return {"name": name, "partition": "Common", "fullPath": "/Common/" + name,
-            "address": address or f5.split_member_name(name)[0], "session": session, "state": state, "ratio": 1}
+            "address": address or f5.split_member_name(name)[0], "session": session, "state": state,
+            "ratio": ratio}
+
+
+def backend_for(session, **kwargs):
+    rest, dummy = client(session)
+    return f5.F5Backend(f5.RestTransport(rest), **kwargs)
 
 
 def test_read_is_two_requests_per_pool_and_poll_one_small_answer():
     session = FakeSession(login_ok(), members_answer(item("10.0.0.1:80"), item("10.0.0.2:80")),
-                          stats_answer("/Common/web", ("10.0.0.1:80", 3), ("10.0.0.2:80", 0)),
+                          stats_answer("/Common/web", ("10.0.0.1:80", 3), ("10.0.0.2:80", 0)), STANDALONE,
                           stats_answer("/Common/web", ("10.0.0.1:80", 1)))
-    rest, dummy = client(session)
-    backend = f5.F5Backend(rest, selector=f5.MemberSelector.from_params(name="10.0.0.1:80"))
+    backend = backend_for(session, selector=f5.MemberSelector.from_params(name="10.0.0.1:80"))
     members = backend.read(["/Common/web"])
     assert [(m.name, m.sessions, m.state) for m in members] == [("10.0.0.1:80", 3, "present"),
                                                                 ("10.0.0.2:80", 0, "present")]
+    assert backend.identity() == {"where": "F5 bigip.example.com:443", "device": None, "state": "active"}
     # While waiting, only the target's own stats: one small answer however big the pool.
     assert [(m.name, m.sessions) for m in backend.poll(["/Common/web"])] == [("10.0.0.1:80", 1)]
     assert session.paths() == ["POST /mgmt/shared/authn/login",
                                "GET /mgmt/tm/ltm/pool/~Common~web/members",
                                "GET /mgmt/tm/ltm/pool/~Common~web/members/stats",
+                               "GET /mgmt/tm/cm/device-group",
                                "GET /mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats"]
+
+
+def test_in_a_run_the_plan_reads_the_targets_stats_only():
+    # The guard counts the other members by their configuration; the big answer,
+    # every member's stats, is read once, by the floor check after a write.
+    names = ["10.0.0.%d:80" % i for i in range(1, 6)]
+    session = FakeSession(login_ok(), members_answer(*[item(n) for n in names]),
+                          stats_answer("/Common/web", ("10.0.0.1:80", 2)))
+    backend = backend_for(session)
+    backend.validate(Request("drained", f5.MemberSelector.from_params(name="10.0.0.1:80"), containers=["/Common/web"]))
+    members = backend.read(["/Common/web"])
+    assert [(m.name, m.sessions, m.health) for m in members][:2] == [("10.0.0.1:80", 2, "up"), ("10.0.0.2:80", 0, "up")]
+    assert session.paths()[-1] == "GET /mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats"
 
 
 def test_poll_with_many_targets_reads_the_pool_stats_once():
     names = ["10.0.0.%d:80" % i for i in range(1, 5)]
     session = FakeSession(login_ok(), members_answer(*[item(n) for n in names]),
-                          stats_answer("/Common/web", *[(n, 1) for n in names]),
+                          stats_answer("/Common/web", *[(n, 1) for n in names]), STANDALONE,
                           stats_answer("/Common/web", *[(n, 0) for n in names[:3]]))
-    rest, dummy = client(session)
-    backend = f5.F5Backend(rest, selector=f5.MemberSelector(port=80))
+    backend = backend_for(session, selector=f5.MemberSelector(port=80))
     backend.read(["/Common/web"])
     polled = backend.poll(["/Common/web"])
     assert session.paths()[-1] == "GET /mgmt/tm/ltm/pool/~Common~web/members/stats"
@@ -637,20 +670,77 @@ def test_poll_with_many_targets_reads_the_pool_stats_once():
     assert [(m.name, m.state, m.sessions) for m in polled][-1] == ("10.0.0.4:80", "absent", 0)
 
 
-def test_pools_without_the_member_cost_no_stats_request():
-    pools = {"items": [
-        {"name": "web", "partition": "Common", "fullPath": "/Common/web",
-         "membersReference": {"items": [item("10.0.0.1:80"), item("10.0.0.2:80")]}},
-        {"name": "api", "partition": "Common", "fullPath": "/Common/api",
-         "membersReference": {"items": [item("10.0.0.5:80")]}},
-        {"name": "empty", "partition": "Common", "fullPath": "/Common/empty", "membersReference": {}}]}
-    session = FakeSession(login_ok(), FakeResponse(200, pools),
-                          stats_answer("/Common/web", ("10.0.0.1:80", 0), ("10.0.0.2:80", 0)))
-    rest, dummy = client(session)
-    backend = f5.F5Backend(rest, selector=f5.MemberSelector.from_params(address="10.0.0.1"))
-    assert {m.container for m in backend.read(None)} == {"/Common/web"}
-    assert session.paths()[1:] == ["GET /mgmt/tm/ltm/pool", "GET /mgmt/tm/ltm/pool/~Common~web/members/stats"]
-    assert session.calls[1][2]["params"] == {"expandSubcollections": "true", "$filter": "partition eq Common"}
+def test_a_poll_sees_a_member_somebody_else_enabled_after_confirming_it():
+    from ansible_collections.gentle.lb.plugins.module_utils.member import Change
+    session = FakeSession(login_ok(), members_answer(item("10.0.0.1:80"), item("10.0.0.2:80")),
+                          stats_answer("/Common/web", ("10.0.0.1:80", 3), ("10.0.0.2:80", 0)), STANDALONE,
+                          FakeResponse(200, item("10.0.0.1:80", session="user-disabled")),
+                          stats_answer("/Common/web", ("10.0.0.1:80", 3, DISABLED_STATS), ("10.0.0.2:80", 0)),
+                          # the operator's enable shows in the stats, and the configuration confirms it:
+                          stats_answer("/Common/web", ("10.0.0.1:80", 3, ENABLED_STATS)),
+                          FakeResponse(200, item("10.0.0.1:80", session="monitor-enabled")))
+    backend = backend_for(session, selector=f5.MemberSelector.from_params(name="10.0.0.1:80"))
+    members = backend.read(["/Common/web"])
+    backend.identity()
+    backend.apply(Change(members[0], "drained", None), None)
+    after = backend.read(["/Common/web"])                 # the floor check: stats only
+    assert session.paths()[-1] == "GET /mgmt/tm/ltm/pool/~Common~web/members/stats"
+    assert [(m.name, m.state) for m in after] == [("10.0.0.1:80", "drained"), ("10.0.0.2:80", "present")]
+    first = backend.poll(["/Common/web"])                 # the floor check's answer, no request
+    assert [(m.name, m.state) for m in first] == [("10.0.0.1:80", "drained")]
+    assert len(session.calls) == 6
+    second = backend.poll(["/Common/web"])
+    assert [(m.name, m.state) for m in second] == [("10.0.0.1:80", "present")]
+    assert session.paths()[-2:] == ["GET /mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80/stats",
+                                    "GET /mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80"]
+
+
+def test_stats_that_lag_behind_our_write_are_not_taken_for_a_change():
+    from ansible_collections.gentle.lb.plugins.module_utils.member import Change
+    session = FakeSession(login_ok(), members_answer(item("10.0.0.1:80"), item("10.0.0.2:80")),
+                          stats_answer("/Common/web", ("10.0.0.1:80", 3), ("10.0.0.2:80", 0)), STANDALONE,
+                          FakeResponse(200, item("10.0.0.1:80", session="user-disabled")),
+                          # stats still say enabled right after our disable
+                          stats_answer("/Common/web", ("10.0.0.1:80", 3, ENABLED_STATS), ("10.0.0.2:80", 0)),
+                          FakeResponse(200, item("10.0.0.1:80", session="user-disabled")))
+    backend = backend_for(session, selector=f5.MemberSelector.from_params(name="10.0.0.1:80"))
+    members = backend.read(["/Common/web"])
+    backend.identity()
+    backend.apply(Change(members[0], "drained", None), None)
+    # The floor check counts it out of rotation (our write), the safe side for the guard...
+    assert [m.state for m in backend.read(["/Common/web"])] == ["drained", "present"]
+    # ...and the first look confirms against the configuration before calling it changed.
+    assert [m.state for m in backend.poll(["/Common/web"])] == ["drained"]
+    assert session.paths()[-1] == "GET /mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.1:80"
+
+
+def test_the_floor_check_sees_a_concurrent_disable():
+    from ansible_collections.gentle.lb.plugins.module_utils.member import Change
+    session = FakeSession(login_ok(), members_answer(item("10.0.0.1:80"), item("10.0.0.2:80")),
+                          stats_answer("/Common/web", ("10.0.0.1:80", 0), ("10.0.0.2:80", 0)),
+                          FakeResponse(200, item("10.0.0.1:80", session="user-disabled")),
+                          stats_answer("/Common/web", ("10.0.0.1:80", 0, DISABLED_STATS),
+                                       ("10.0.0.2:80", 0, DISABLED_STATS), ("10.0.0.9:80", 0)))
+    backend = backend_for(session, selector=f5.MemberSelector.from_params(name="10.0.0.1:80"))
+    members = backend.read(["/Common/web"])
+    backend.apply(Change(members[0], "drained", None), None)
+    after = dict((m.name, m.state) for m in backend.read(["/Common/web"]))
+    # another run disabled 10.0.0.2 meanwhile; and 10.0.0.9 was added (known from its stats only)
+    assert after == {"10.0.0.1:80": "drained", "10.0.0.2:80": "drained", "10.0.0.9:80": "present"}
+
+
+@pytest.mark.parametrize("stats, admin", [
+    (dict(sessionStatus="enabled", **{"status.enabledState": "enabled"}), "enabled"),
+    (dict(sessionStatus="user-disabled", **{"status.enabledState": "disabled"}), "disabled"),
+    (dict(sessionStatus="user-disabled", **{"status.enabledState": "disabled", "status.statusReason":
+                                            "Forced down"}), "forced_offline"),
+    (dict(monitorStatus="forced down", sessionStatus="user-disabled"), "forced_offline"),
+    (dict(sessionStatus="addr-disabled", **{"status.enabledState": "disabled-by-parent"}), None),
+    ({"status.enabledState": "disabled-by-parent", "status.statusReason": "Forced down"}, None),
+    ({"serverside.curConns": 3}, None),                  # 11.x or a partial answer: cannot tell
+])
+def test_status_admin_state(stats, admin):
+    assert f5.status_admin_state(stats) == admin
 
 
 @pytest.mark.parametrize("mode, state, body", [
@@ -661,8 +751,7 @@ def test_pools_without_the_member_cost_no_stats_request():
 def test_apply_always_sends_both_fields(mode, state, body):
     from ansible_collections.gentle.lb.plugins.module_utils.member import Change
     session = FakeSession(login_ok(), FakeResponse(200, {}))
-    rest, dummy = client(session)
-    backend = f5.F5Backend(rest, drain_mode=mode)
+    backend = backend_for(session, drain_mode=mode)
     record = f5.member_record("/Common/web", item("10.0.0.3%2:80", address="10.0.0.3%2"))
     backend.apply(Change(record, state, None), None)
     method, path, kwargs = session.calls[-1]
@@ -670,11 +759,22 @@ def test_apply_always_sends_both_fields(mode, state, body):
     assert json.loads(kwargs["data"]) == body
 
 
+def test_the_ratio_is_sent_only_when_it_changes():
+    # An undo (or a present with the same weight) sends the two fields only, which the Operator role may.
+    from ansible_collections.gentle.lb.plugins.module_utils.member import Change
+    session = FakeSession(login_ok(), FakeResponse(200, {}), FakeResponse(200, {}))
+    backend = backend_for(session)
+    record = f5.member_record("/Common/web", item("10.0.0.3:80", session="user-disabled", ratio=2))
+    backend.apply(Change(record, "present", 2), None)
+    assert json.loads(session.calls[-1][2]["data"]) == {"session": "user-enabled", "state": "user-up"}
+    backend.apply(Change(record, "present", 5), None)
+    assert json.loads(session.calls[-1][2]["data"]) == {"session": "user-enabled", "state": "user-up", "ratio": 5}
+
+
 def test_absent_deletes_the_member_never_the_node():
     from ansible_collections.gentle.lb.plugins.module_utils.member import Change
     session = FakeSession(login_ok(), FakeResponse(200, {}))
-    rest, dummy = client(session)
-    backend = f5.F5Backend(rest)
+    backend = backend_for(session)
     backend.apply(Change(f5.member_record("/Common/web", item("10.0.0.7:80")), "absent", None), None)
     assert session.paths()[-1] == "DELETE /mgmt/tm/ltm/pool/~Common~web/members/~Common~10.0.0.7:80"
     assert not any("/ltm/node" in p for p in session.paths())
@@ -682,8 +782,7 @@ def test_absent_deletes_the_member_never_the_node():
 
 def test_force_is_forced_offline_and_says_connections_stay():
     session = FakeSession(login_ok(), FakeResponse(200, {}))
-    rest, dummy = client(session)
-    backend = f5.F5Backend(rest)
+    backend = backend_for(session)
     record = f5.member_record("/Common/web", item("10.0.0.1:80", session="user-disabled"),
                               {"serverside.curConns": 4})
     note = backend.force([record])
@@ -691,8 +790,20 @@ def test_force_is_forced_offline_and_says_connections_stay():
     assert "cannot end open connections" in note and "4 still open" in note
 
 
+def test_access_denied_names_the_missing_permission():
+    denied = ('{"code":400,"message":"01070822:3: Access Denied: user (op) does not have create access to '
+              'object (pool_member)","errorStack":[],"apiError":3}')
+    session = FakeSession(login_ok(), FakeResponse(400, text=denied))
+    rest, dummy = client(session)
+    with pytest.raises(PermissionDeniedError) as error:
+        rest.request("POST", "/x", body={}, what="member 10.0.0.9:80 in pool /Common/web")
+    assert error.value.msg.startswith("member 10.0.0.9:80 in pool /Common/web: user admin lacks create access to "
+                                      "pool_member on F5 bigip.example.com:443, so it may not add members")
+    assert "\n" not in error.value.msg
+
+
 def test_validate_refuses_bad_weight_and_drain_mode():
-    backend = f5.F5Backend(client(FakeSession())[0])
+    backend = f5.F5Backend(f5.RestTransport(client(FakeSession())[0]))
     selector = f5.MemberSelector.from_params(name="10.0.0.1:80")
     with pytest.raises(InvalidInputError):
         backend.validate(Request("present", selector, weight=0))
@@ -710,6 +821,105 @@ def test_connect_needs_server_user_password():
     with pytest.raises(InvalidInputError) as error:
         f5.connect({"server": "x", "user": "a", "password": None})
     assert "F5_PASSWORD" in error.value.msg
+
+
+def test_the_ladder_refuses_what_it_cannot_do():
+    assert f5.check_ladder(None, "disabled") is None
+    assert f5.check_ladder(5, "disabled") == 5.0
+    with pytest.raises(InvalidInputError):
+        f5.check_ladder(-1, "disabled")
+    with pytest.raises(InvalidInputError):
+        f5.check_ladder(5, "forced_offline")
+
+
+@pytest.mark.parametrize("value", ["web\n", " web", "web "])
+def test_names_are_matched_whole(value):
+    with pytest.raises(InvalidInputError):
+        f5.pool_path(value, "Common")
+    with pytest.raises(InvalidInputError):
+        f5.parse_member_spec(name=value + "1:80")
+    with pytest.raises(InvalidInputError):
+        f5.check_partition(value)
+    with pytest.raises(InvalidInputError):
+        f5.parse_member_spec(address="10.0.0.1" + value[3:] if value.startswith("web") else value + "10.0.0.1")
+
+
+# --------------------------------------------------------------------------
+# HA facts
+# --------------------------------------------------------------------------
+
+def test_device_facts_of_a_pair_and_of_a_standalone_device():
+    groups = [{"name": "device_trust_group", "type": "sync-only", "autoSync": "enabled"},
+              {"name": "dg", "fullPath": "/Common/dg", "type": "sync-failover", "autoSync": "disabled",
+               "devicesReference": {"items": [{"name": "b1"}, {"name": "b2"}]}}]
+    devices = [{"name": "b1", "managementIp": "10.1.0.1", "failoverState": "standby", "selfDevice": "true"},
+               {"name": "b2", "managementIp": "10.1.0.2", "failoverState": "active", "selfDevice": "false"}]
+    facts = f5.device_facts(groups, devices)
+    assert facts["name"] == "b1" and facts["state"] == "standby"
+    assert facts["group"] == {"name": "/Common/dg", "auto_sync": False, "devices": ["b1", "b2"]}
+    assert [d["address"] for d in facts["devices"] if d["state"] == "active"] == ["10.1.0.2"]
+    assert f5.device_facts(groups[:1], devices)["group"] is None
+
+
+# --------------------------------------------------------------------------
+# The token cache
+# --------------------------------------------------------------------------
+
+def test_token_cache_keeps_a_token_for_the_same_password_only(tmp_path):
+    now = [1000.0]
+    cache = f5.TokenCache(str(tmp_path / "tokens"), clock=lambda: now[0])
+    assert cache.store("bigip", 443, "admin", "secret", "T1", expires=2200.0)
+    assert cache.load("bigip", 443, "admin", "secret")["token"] == "T1"
+    assert cache.load("bigip", 443, "admin", "wrong") is None          # another password never gets it
+    assert cache.load("bigip", 443, "ops", "secret") is None
+    assert cache.load("other", 443, "admin", "secret") is None
+    now[0] = 2200.0 - f5.TOKEN_REUSE_MARGIN + 1                         # about to expire: not reused
+    assert cache.load("bigip", 443, "admin", "secret") is None
+    text = "".join(p.read_text() for p in (tmp_path / "tokens").iterdir())
+    assert "secret" not in text and "T1" in text
+    assert oct((tmp_path / "tokens").stat().st_mode & 0o777) == "0o700"
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in (tmp_path / "tokens").iterdir())
+
+
+def test_token_cache_refuses_a_directory_others_can_read(tmp_path):
+    directory = tmp_path / "tokens"
+    cache = f5.TokenCache(str(directory))
+    assert cache.store("bigip", 443, "admin", "secret", "T1", expires=time_now() + 1000)
+    directory.chmod(0o755)
+    assert cache.load("bigip", 443, "admin", "secret") is None
+    assert "has mode 755, which lets group or others in, so it is not used" in cache.warning
+    directory.chmod(0o700)
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert not f5.TokenCache(str(link)).store("bigip", 443, "admin", "secret", "T2", expires=time_now() + 1000)
+
+
+def time_now():
+    import time
+    return time.time()
+
+
+def test_a_cached_token_is_reused_kept_and_renewed_when_refused(tmp_path):
+    cache = f5.TokenCache(str(tmp_path / "tokens"))
+    first = FakeSession(login_ok("T1"), FakeResponse(200, {"ok": 1}))
+    rest, dummy = client(first, cache=cache)
+    rest.get("/x")
+    rest.close()
+    assert first.paths() == ["POST /mgmt/shared/authn/login", "GET /x"]          # kept: no DELETE
+    second = FakeSession(FakeResponse(200, {"ok": 2}))
+    rest, dummy = client(second, cache=cache)
+    assert rest.get("/x") == {"ok": 2}
+    rest.close()
+    assert second.paths() == ["GET /x"]                                            # no login at all
+    assert second.calls[0][2]["headers"]["X-F5-Auth-Token"] == "T1"
+    third = FakeSession(EXPIRED, login_ok("T2"), FakeResponse(200, {"ok": 3}))
+    rest, dummy = client(third, cache=cache)
+    assert rest.get("/x") == {"ok": 3}
+    rest.close()
+    assert third.paths() == ["GET /x", "POST /mgmt/shared/authn/login", "GET /x"]
+    assert cache.load("bigip.example.com", 443, "admin", "secret")["token"] == "T2"
 
 
 # --------------------------------------------------------------------------
