@@ -30,11 +30,19 @@ __metaclass__ = type
 import base64
 import errno
 import ipaddress
+import json
 import os
 import re
+import shlex
 import socket as socketlib
 import ssl
+import tempfile
 import time
+
+try:
+    import fcntl
+except ImportError:     # not on Linux/BSD: files are still replaced atomically, without the lock
+    fcntl = None
 
 from http import client as httplib
 from urllib.parse import unquote, urlencode, urlsplit
@@ -292,6 +300,40 @@ def parse_info(text):
     return info
 
 
+def parse_show_proc(text):
+    """The master CLI's ``show proc`` -> [{pid, type, role, reloads}], role
+    ``master``, ``current`` (the worker serving now), ``old`` (workers of
+    earlier configurations finishing their connections) or ``program``.
+    2.6 and 3.0 end with a ``# programs`` section, 3.2 without one."""
+    roles = {"workers": "current", "old workers": "old", "programs": "program"}
+    role = "master"
+    processes = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            role = roles.get(line[1:].strip(), role)
+            continue
+        words = line.split()
+        if len(words) >= 3 and words[0].isdigit():
+            processes.append(dict(pid=int(words[0]), type=words[1], role=role, reloads=_int(words[2], None)))
+    if not any(p["role"] == "master" for p in processes):
+        raise CommandError("show proc: not the master CLI's process list (%r); point master_socket at the "
+                           "socket of haproxy's -S option" % text[:80])
+    return processes
+
+
+def parse_show_sess(text):
+    """``show sess`` -> [(stream id, backend, server)]: one line per stream,
+    ``0x55f6...: proto=tcpv4 src=... fe=fe_main be=app srv=web2 ...``."""
+    streams = []
+    for line in text.splitlines():
+        stream, sep, rest = line.partition(":")
+        if not sep or not stream.startswith("0x"):
+            continue
+        fields = dict(word.split("=", 1) for word in rest.split() if "=" in word)
+        streams.append((stream, fields.get("be"), fields.get("srv")))
+    return streams
+
+
 def admin_flags(value):
     """Names of the admin-state bits set in ``value``."""
     if value is None:
@@ -368,6 +410,7 @@ def server_rows(state_rows, stat_rows):
         key = (row["be_name"], row["srv_name"])
         stat = stats.get(key, {})
         admin = row["srv_admin_state"]
+        agent = row.get("srv_agent_state", 0) if isinstance(row.get("srv_agent_state"), int) else 0
         status = stat.get("status", "")
         checked = bool(row.get("srv_check_state", 0) & CHK_CONFIGURED) or bool(stat.get("tracked"))
         fqdn = row.get("srv_fqdn")
@@ -381,8 +424,20 @@ def server_rows(state_rows, stat_rows):
             check_status=_check_status(stat.get("check_status")), checked=checked,
             backup=stat.get("bck") == "1", tracks=stat.get("tracked") or None,
             operational_state=OP_STATES.get(row["srv_op_state"], str(row["srv_op_state"])),
+            agent_check=bool(agent & CHK_CONFIGURED), agent_enabled=bool(agent & CHK_ENABLED),
+            **_stat_extras(stat)
         ))
     return servers
+
+
+def _stat_extras(stat):
+    """The ``show stat`` columns every record carries besides the state: the
+    agent's last result, the check's rise/fall, and the two session counters
+    that tell persistent sessions apart (``stot`` counts every session the
+    server got, ``lbtot`` only those the load-balancing algorithm chose)."""
+    return dict(agent_status=_check_status(stat.get("agent_status")),
+                check_rise=_int(stat.get("check_rise"), None), check_fall=_int(stat.get("check_fall"), None),
+                total_sessions=_int(stat.get("stot"), None), balanced_sessions=_int(stat.get("lbtot"), None))
 
 
 def csv_server_rows(stat_rows):
@@ -409,6 +464,9 @@ def csv_server_rows(stat_rows):
             check_status=_check_status(row.get("check_status")), checked=checked,
             backup=row.get("bck") == "1", tracks=row.get("tracked") or None,
             operational_state=None,
+            # The CSV has the agent's last result but not whether it is enabled.
+            agent_check=bool(row.get("agent_status")), agent_enabled=None,
+            **_stat_extras(row)
         ))
     return servers
 
@@ -434,29 +492,42 @@ def split_reply(raw):
     return None, first.strip(), text
 
 
-class RuntimeAPI(object):
-    """HAProxy's runtime API over a unix socket path or ``tcp://HOST:PORT``."""
+class SocketClient(object):
+    """One command per connection to a unix socket path or ``tcp://HOST:PORT``:
+    what the runtime API (``RuntimeAPI``) and the master CLI (``MasterCLI``)
+    share.  ``option``/``env`` name the setting in messages; ``configured_by``
+    names where HAProxy's configuration declares the socket."""
 
-    def __init__(self, target=None, timeout=5.0, sleep=time.sleep):
-        self.target = target or DEFAULT_SOCKET
+    option = "socket"
+    env = "HAPROXY_SOCKET"
+    configured_by = "the 'stats socket' line of haproxy.cfg"
+    # The master CLI answers only once the client has ended its input (2.6
+    # otherwise keeps the connection open until its own timeout, 10 s).
+    half_close = False
+
+    def __init__(self, target, timeout=5.0, sleep=time.sleep):
+        self.target = target
         self.timeout = float(timeout)
         self.sleep = sleep
-        self.label = "socket %s" % self.target
+        self.label = "%s %s" % (self.option, self.target)
         self.tcp = None
         if self.target.startswith("tcp://") or self.target.startswith(("ipv4@", "ipv6@")):
             rest = self.target.split("://", 1)[1] if "://" in self.target else self.target.split("@", 1)[1]
             host, sep, port = rest.rpartition(":")
             host = host.strip("[]")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise InvalidInputError("socket %s: not a valid tcp://HOST:PORT address; write it as "
-                                        "tcp://127.0.0.1:9999" % self.target)
+                raise InvalidInputError("%s %s: not a valid tcp://HOST:PORT address; write it as "
+                                        "tcp://127.0.0.1:9999" % (self.option, self.target))
             self.tcp = (host, int(port))
         elif "://" in self.target:
-            raise InvalidInputError("socket %s: unknown scheme; use a unix socket path or "
-                                    "tcp://HOST:PORT" % self.target)
-        self.can_set_weight = True
-        self.can_add = True
-        self.shows_addresses = True
+            raise InvalidInputError("%s %s: unknown scheme; use a unix socket path or "
+                                    "tcp://HOST:PORT" % (self.option, self.target))
+
+    def identity_key(self):
+        """This socket as a lock name: the same socket reached by two paths is one balancer."""
+        if self.tcp:
+            return "tcp://%s:%d" % self.tcp
+        return os.path.realpath(self.target)
 
     # --- transport
 
@@ -472,16 +543,19 @@ class RuntimeAPI(object):
             raise
         return sock
 
-    def _exchange(self, command):
-        """Send one command, read the whole reply.  ``timeout`` bounds the whole
-        exchange, not each recv: a peer that trickles bytes is still cut off."""
+    def _exchange(self, line, command):
+        """Send one ``line``, read the whole reply.  ``timeout`` bounds the whole
+        exchange, not each recv: a peer that trickles bytes is still cut off.
+        ``command`` is what messages quote."""
         deadline = time.monotonic() + self.timeout
         try:
             sock = self._connect()
         except (OSError, socketlib.timeout) as error:
             raise self._connect_error(error)
         try:
-            sock.sendall((SEVERITY_PREFIX + command + "\n").encode("utf-8"))
+            sock.sendall((line + "\n").encode("utf-8"))
+            if self.half_close:
+                sock.shutdown(socketlib.SHUT_WR)
             chunks = []
             while True:
                 left = deadline - time.monotonic()
@@ -504,8 +578,8 @@ class RuntimeAPI(object):
         raw = b"".join(chunks)
         if not raw:
             raise UnreachableError("%s: HAProxy closed the connection without answering %r; "
-                                   "check that HAProxy is running and this is its stats socket"
-                                   % (self.label, command))
+                                   "check that HAProxy is running and this is its %s"
+                                   % (self.label, command, self.option.replace("_", " ")))
         return raw
 
     def _connect_error(self, error):
@@ -515,21 +589,31 @@ class RuntimeAPI(object):
                                     "or raise timeout" % (self.label, self.timeout))
         if code == errno.ENOENT:
             return UnreachableError(
-                "%s: no such socket file; check the path against the 'stats socket' line of "
-                "haproxy.cfg and that HAProxy is running on this host (set socket or HAPROXY_SOCKET)"
-                % self.label)
+                "%s: no such socket file; check the path against %s and that HAProxy is running on "
+                "this host (set %s or %s)" % (self.label, self.configured_by, self.option, self.env))
         if code in (errno.EACCES, errno.EPERM):
             return PermissionDeniedError(
                 "%s: permission denied opening the socket; run the task as a user that may open it "
-                "(become: true), or adjust 'mode'/'user'/'group' on its 'stats socket' line" % self.label)
+                "(become: true), or adjust 'mode'/'user'/'group' on %s" % (self.label, self.configured_by))
         if code == errno.ECONNREFUSED:
             return UnreachableError(
                 "%s: connection refused; HAProxy is not running or not listening there; start it, "
-                "or check the 'stats socket' line of haproxy.cfg" % self.label)
+                "or check %s" % (self.label, self.configured_by))
         if code in (errno.ENOTSOCK, errno.ENOTDIR, errno.EISDIR):
-            return UnreachableError("%s: not a socket; point socket at HAProxy's stats socket" % self.label)
+            return UnreachableError("%s: not a socket; point %s at HAProxy's %s"
+                                    % (self.label, self.option, self.option.replace("_", " ")))
         return UnreachableError("%s: cannot connect (%s); check that HAProxy is running and the "
                                 "socket address" % (self.label, _strerror(error)))
+
+
+class RuntimeAPI(SocketClient):
+    """HAProxy's runtime API over a unix socket path or ``tcp://HOST:PORT``."""
+
+    def __init__(self, target=None, timeout=5.0, sleep=time.sleep):
+        super(RuntimeAPI, self).__init__(target or DEFAULT_SOCKET, timeout, sleep)
+        self.can_set_weight = True
+        self.can_add = True
+        self.shows_addresses = True
 
     def execute(self, command, subject=None, retries=0):
         """Run one command; return its reply text.  Raises LBError subclasses.
@@ -538,7 +622,7 @@ class RuntimeAPI(object):
         attempt = 0
         while True:
             try:
-                raw = self._exchange(command)
+                raw = self._exchange(SEVERITY_PREFIX + command, command)
                 break
             except UnreachableError:
                 if attempt >= retries:
@@ -590,30 +674,29 @@ class RuntimeAPI(object):
     def servers(self, backends=None):
         """Server records of the named backends (None: every backend)."""
         if backends is None:
-            state_text = self.execute("show servers state", retries=1)
-            stat_text = self.execute("show stat -1 4 -1", retries=1)
-            return server_rows(parse_servers_state(state_text), parse_show_stat(stat_text))
+            return self._state_and_stat("show servers state; show stat -1 4 -1", None)
         records = []
         for backend in backends:
-            subject = "backend %s" % backend
+            command = "show servers state %s; show stat %s 4 -1" % (backend, backend)
             try:
-                state_text = self.execute("show servers state %s" % backend, subject, retries=1)
+                records.extend(self._state_and_stat(command, "backend %s" % backend))
             except NotFoundError:
                 raise NotFoundError("backend %s: not found (HAProxy has no backend of that name); "
                                     "backends: %s" % (backend, ", ".join(self.backends()) or "none"))
-            stat_text = self.execute("show stat %s 4 -1" % backend, subject, retries=1)
-            records.extend(server_rows(parse_servers_state(state_text), parse_show_stat(stat_text)))
         return records
+
+    def _state_and_stat(self, command, subject):
+        """Both reads on one connection: one process answers both, so a
+        reload cannot pair the old worker's admin state with the new worker's
+        counters (and a poll costs one connection, not two)."""
+        text = self.execute(command, subject, retries=1)
+        cut = text.find("\n# pxname,")
+        state_text, stat_text = (text, "") if cut < 0 else (text[:cut + 1], text[cut + 1:])
+        return server_rows(parse_servers_state(state_text), parse_show_stat(stat_text))
 
     def info(self):
         """``show info`` as a dict ("Pid", "Uptime_sec", "Version", ...)."""
         return parse_info(self.execute("show info", retries=1))
-
-    def identity_key(self):
-        """This socket as a lock name: the same socket reached by two paths is one balancer."""
-        if self.tcp:
-            return "tcp://%s:%d" % self.tcp
-        return os.path.realpath(self.target)
 
     def backends(self):
         text = self.execute("show backend", retries=1)
@@ -637,6 +720,68 @@ class RuntimeAPI(object):
 
     def shutdown_sessions(self, backend, server):
         self.execute("shutdown sessions server %s/%s" % (backend, server), "server %s/%s" % (backend, server))
+
+    def set_agent(self, backend, server, enabled):
+        self.execute("%s agent %s/%s" % ("enable" if enabled else "disable", backend, server),
+                     "server %s/%s" % (backend, server))
+
+    def servers_state_text(self, backend=None):
+        """``show servers state [backend]`` as HAProxy prints it: what a
+        server-state-file holds."""
+        return self.execute(("show servers state %s" % backend) if backend else "show servers state",
+                            retries=1)
+
+
+class MasterCLI(SocketClient):
+    """The master CLI of HAProxy in master-worker mode (``haproxy -W -S
+    <socket>``, as systemd runs it).  It lists every live process (``show
+    proc``) and forwards a command to any of them (``@!<pid> <command>``),
+    including the old workers a reload leaves behind to finish their
+    connections, which the stats socket (served by the current worker) never
+    shows.
+
+    Wire facts (2.6, 3.0, 3.2): it answers once the client shuts its write
+    side; a prefix applies to one command only, so ``set severity-output``
+    cannot be combined with a forwarded command and replies are plain text
+    (``No such proxy.``); an unknown pid gives ``Can't find the target PID``,
+    a worker that is exiting ``Can't connect to the target CLI!``; 3.0 refuses
+    connections for a moment after a SIGUSR2 reload."""
+
+    option = "master_socket"
+    env = "HAPROXY_MASTER_SOCKET"
+    configured_by = "the -S option of haproxy (haproxy -W -S <socket>)"
+    half_close = True
+
+    def execute(self, command, retries=3):
+        attempt = 0
+        while True:
+            try:
+                raw = self._exchange(command, command)
+                break
+            except UnreachableError:
+                if attempt >= retries:
+                    raise
+                attempt += 1
+                self.sleep(0.1 * attempt)
+        text = raw.decode("utf-8", "replace")
+        if text.startswith("Unknown command"):
+            raise CommandError("%s: HAProxy does not know %r there (Unknown command); point master_socket at "
+                               "the socket of haproxy's -S option, not at a stats socket"
+                               % (self.label, command.split()[0]))
+        return text
+
+    def processes(self):
+        return parse_show_proc(self.execute("show proc"))
+
+    def worker(self, pid, command):
+        """``command`` run by worker ``pid``; None if that worker is gone
+        (an old worker exits once its last connection ends)."""
+        text = self.execute("@!%d %s" % (pid, command))
+        # An exited worker is unknown ("Can't find the target PID"); one exiting
+        # right now no longer takes connections ("Can't connect to the target CLI!").
+        if text.startswith(("Can't find the target PID", "Can't connect to the target CLI")):
+            return None
+        return text
 
 
 def _strerror(error):
@@ -813,6 +958,9 @@ class StatsPage(object):
     def shutdown_sessions(self, backend, server):
         self.post(backend, server, "shutdown")
 
+    def set_agent(self, backend, server, enabled):
+        self.post(backend, server, "eagent" if enabled else "dagent")
+
 
 def redact_url(url):
     """The URL with any password replaced by ``***`` (for messages)."""
@@ -833,12 +981,353 @@ def transport_from(socket=None, stats_url=None, stats_user=None, stats_password=
 
 
 # --------------------------------------------------------------------------
+# HAProxy's configuration: does it keep server states across a reload?
+# --------------------------------------------------------------------------
+
+DEFAULT_CONFIG = "/etc/haproxy/haproxy.cfg"
+# Keywords that open a section of haproxy.cfg (indentation means nothing there).
+SECTIONS = ("global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist",
+            "mailers", "program", "http-errors", "ring", "cache", "log-forward", "fcgi-app", "crt-store",
+            "traces", "acme")
+
+
+def _config_words(line):
+    """The words of one configuration line, quotes removed, comment dropped;
+    [] for a blank line or one this reader cannot split (unbalanced quotes)."""
+    try:
+        return shlex.split(line, comments=True)
+    except ValueError:
+        return []
+
+
+class ServerStateConfig(object):
+    """What HAProxy's configuration says about server states on a reload:
+
+    * global ``server-state-file <file>`` (relative to ``server-state-base``);
+    * per backend (or ``listen``), inherited from its ``defaults`` section
+      (the last one before it, or the one named with ``from``):
+      ``load-server-state-from-file global`` (the global file), ``local``
+      (``server-state-file-name``, else the backend's name, in
+      ``server-state-base``) or ``none`` / not set (nothing is loaded: runtime
+      states and weights are lost on a reload)."""
+
+    def __init__(self, files):
+        self.files = files
+        self.global_file = None
+        self.base = None
+        self.backends = {}      # name -> {"load": ..., "file_name": ...}
+
+    @classmethod
+    def parse(cls, sources):
+        """``sources``: [(path, text)] in the order HAProxy loads them."""
+        config = cls([path for path, _text in sources])
+        named_defaults = {}
+        last_defaults = {}
+        section, settings = None, None
+        for _path, text in sources:
+            for line in text.splitlines():
+                words = _config_words(line)
+                if not words:
+                    continue
+                keyword = words[0]
+                if keyword in SECTIONS:
+                    section, settings = keyword, None
+                    name = words[1] if len(words) > 1 and words[1] != "from" else None
+                    parent = None
+                    if "from" in words[1:] and words.index("from") + 1 < len(words):
+                        parent = named_defaults.get(words[words.index("from") + 1])
+                    if keyword == "defaults":
+                        # A defaults section resets everything, or starts from the one it names.
+                        settings = dict(parent or {})
+                        last_defaults = settings
+                        if name:
+                            named_defaults[name] = settings
+                    elif keyword in ("backend", "listen") and name:
+                        settings = dict(last_defaults if parent is None else parent)
+                        config.backends[name] = settings
+                    continue
+                value = words[1] if len(words) > 1 else None
+                if section == "global":
+                    if keyword == "server-state-file":
+                        config.global_file = value
+                    elif keyword == "server-state-base":
+                        config.base = value
+                elif settings is not None:
+                    if keyword == "load-server-state-from-file":
+                        settings["load"] = value
+                    elif keyword == "server-state-file-name":
+                        settings["file_name"] = value or "use-backend-name"
+        return config
+
+    def _resolve(self, name):
+        if name.startswith("/"):
+            return name
+        if self.base and self.base.startswith("/"):
+            return os.path.join(self.base, name)
+        return None      # relative to HAProxy's own working directory: unknown here
+
+    def loaded_file(self, backend):
+        """(the file ``backend`` loads its server states from on a reload, or
+        None; a few words on why None)."""
+        settings = self.backends.get(backend)
+        if settings is None:
+            return None, "backend %s is not in %s" % (backend, ", ".join(self.files))
+        load = settings.get("load")
+        if load == "global":
+            if not self.global_file:
+                return None, ("backend %s loads the global server-state-file, but global has no "
+                              "server-state-file" % backend)
+            path = self._resolve(self.global_file)
+            if path is None:
+                return None, ("server-state-file %s is relative and server-state-base is not an absolute "
+                              "directory" % self.global_file)
+            return path, None
+        if load == "local":
+            name = settings.get("file_name")
+            name = backend if name in (None, "use-backend-name") else name
+            path = self._resolve(name)
+            if path is None:
+                return None, ("backend %s loads its own state file %s, but server-state-base is not an "
+                              "absolute directory" % (backend, name))
+            return path, None
+        return None, "backend %s has no load-server-state-from-file" % backend
+
+
+def config_files(paths):
+    """[(path, text)] of the configuration files, as HAProxy reads them: a
+    directory stands for its ``*.cfg`` files in lexical order.  Raises OSError."""
+    sources = []
+    for path in paths:
+        if os.path.isdir(path):
+            names = sorted(n for n in os.listdir(path) if n.endswith(".cfg"))
+            files = [os.path.join(path, n) for n in names]
+        else:
+            files = [path]
+        for name in files:
+            with open(name, "r") as handle:
+                sources.append((name, handle.read()))
+    return sources
+
+
+def running_config_paths(pid):
+    """The configuration files the HAProxy process ``pid`` was started with,
+    from /proc/<pid>/cmdline; None when that is not a readable HAProxy
+    process on this host."""
+    try:
+        with open("/proc/%d/cmdline" % int(pid), "rb") as handle:
+            argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+    except (OSError, ValueError, TypeError):
+        return None
+    return config_paths_from_argv(argv)
+
+
+def config_paths_from_argv(argv):
+    """The ``-f`` arguments (and those after ``--``) of an HAProxy command
+    line; relative ones count only under an absolute ``-C`` directory (else
+    None: HAProxy's working directory is not known here)."""
+    # The binary may run through a loader (ld-linux ... /usr/sbin/haproxy -f ...).
+    start = next((i for i, a in enumerate(argv) if os.path.basename(a).startswith("haproxy")), None)
+    if start is None:
+        return None
+    paths, chdir, index, rest = [], None, start + 1, False
+    while index < len(argv):
+        word = argv[index]
+        if rest:
+            paths.append(word)
+        elif word == "--":
+            rest = True
+        elif word in ("-f", "-C") and index + 1 < len(argv):
+            if word == "-f":
+                paths.append(argv[index + 1])
+            else:
+                chdir = argv[index + 1]
+            index += 1
+        index += 1
+    resolved = []
+    for path in paths:
+        if not path.startswith("/"):
+            if not (chdir and chdir.startswith("/")):
+                return None
+            path = os.path.join(chdir, path)
+        resolved.append(path)
+    return resolved or None
+
+
+# --------------------------------------------------------------------------
+# Files written on the balancer: atomically, under a lock
+# --------------------------------------------------------------------------
+
+class _DirectoryLock(object):
+    """An exclusive flock on a directory, around a read-modify-rename of a
+    file in it (two runs saving at once must not lose each other's write)."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.directory, os.O_RDONLY)
+        if fcntl is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)      # closing releases the flock
+
+
+def atomic_write(path, text):
+    """Replace ``path`` with ``text``: a temporary file in the same directory,
+    fsync, the old file's mode and owner (0644 for a new one), rename, fsync of
+    the directory.  A reader sees the old file or the new one, never half."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            current = os.stat(path)
+            os.chmod(tmp, current.st_mode & 0o7777)
+            try:
+                os.chown(tmp, current.st_uid, current.st_gid)
+            except OSError:
+                pass        # not root: the file is ours then
+        except OSError:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _file_error(kind, path, what, error):
+    reason = getattr(error, "strerror", None) or str(error)
+    if getattr(error, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDeniedError("%s %s: %s (%s); run the task as a user that may write there "
+                                     "(become: true), or set %s to a writable path" % (kind, path, what, reason,
+                                                                                     kind))
+    return CommandError("%s %s: %s (%s); fix the path or set %s" % (kind, path, what, reason, kind))
+
+
+def save_server_states(transport, files):
+    """Write ``show servers state`` to each server-state-file: ``files`` maps
+    a path to the backend whose own (``local``) file it is, or to None for a
+    global file (every backend).  The reply is taken under the directory's
+    lock, so the last file renamed holds the latest state."""
+    for path in sorted(files):
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            with _DirectoryLock(directory):
+                atomic_write(path, transport.servers_state_text(files[path]))
+        except (IOError, OSError) as error:
+            raise _file_error("server_state_file", path, "cannot be written", error)
+
+
+def check_writable(kind, path, create=False):
+    """Refuse, before anything is changed, a file that cannot be written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if create and not os.path.isdir(directory):
+        try:
+            os.makedirs(directory, 0o755)
+        except OSError as error:
+            raise _file_error(kind, path, "its directory cannot be created", error)
+    if not os.path.isdir(directory):
+        raise _file_error(kind, path, "its directory does not exist", OSError(errno.ENOENT, "No such directory"))
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise _file_error(kind, path, "cannot be written", OSError(errno.EACCES, "Permission denied"))
+
+
+# --------------------------------------------------------------------------
+# Agent checks gentle.lb disabled, remembered on the balancer
+# --------------------------------------------------------------------------
+
+DEFAULT_AGENT_MEMORY = "/var/lib/gentle.lb/haproxy-agents.json"
+
+
+class AgentMemory(object):
+    """Which agent checks gentle.lb disabled to keep a drain, so that
+    ``present`` enables exactly those again and leaves alone an agent that an
+    operator disabled.  A small JSON file on the balancer::
+
+        {"version": 1, "disabled": {"/run/haproxy/admin.sock app/web3": {"at": 1700000000}}}
+
+    Read-modify-write under the directory's lock, written atomically; only
+    touched when a server in scope has an agent check."""
+
+    def __init__(self, path=None, clock=time.time):
+        self.path = path or DEFAULT_AGENT_MEMORY
+        self.clock = clock
+
+    def _read(self):
+        try:
+            with open(self.path, "r") as handle:
+                data = json.load(handle)
+            return dict(data.get("disabled") or {})
+        except (IOError, OSError) as error:
+            if error.errno == errno.ENOENT:
+                return {}
+            raise _file_error("agent_memory", self.path, "cannot be read", error)
+        except (ValueError, AttributeError):
+            return {}           # not ours or damaged: nothing is remembered, it is rewritten whole
+
+    def holds(self, key):
+        return key in self._read()
+
+    def check_writable(self):
+        check_writable("agent_memory", self.path, create=True)
+
+    def _update(self, change):
+        self.check_writable()
+        try:
+            with _DirectoryLock(os.path.dirname(os.path.abspath(self.path))):
+                disabled = self._read()
+                change(disabled)
+                atomic_write(self.path, json.dumps({"version": 1, "disabled": disabled}, indent=1,
+                                                   sort_keys=True) + "\n")
+        except (IOError, OSError) as error:
+            raise _file_error("agent_memory", self.path, "cannot be written", error)
+
+    def remember(self, keys):
+        now = int(self.clock())
+        self._update(lambda disabled: disabled.update((k, {"at": now}) for k in keys))
+
+    def forget(self, key):
+        self._update(lambda disabled: disabled.pop(key, None))
+
+
+# --------------------------------------------------------------------------
 # The backend the core drives
 # --------------------------------------------------------------------------
 
 class HAProxyBackend(Backend):
     """The core's backend for HAProxy (see ``member.Backend`` for the contract),
-    over the runtime API (``RuntimeAPI``) or the stats page (``StatsPage``)."""
+    over the runtime API (``RuntimeAPI``) or the stats page (``StatsPage``).
+
+    What production HAProxy adds, each optional:
+
+    * ``master`` (a ``MasterCLI``): a server's sessions are counted in every
+      live worker -- an old worker keeps the connections it had when HAProxy
+      was reloaded, and the stats socket shows only the current one --,
+      reported per process (``workers``), and ``force`` ends them there too.
+    * ``save_state``: after every write, ``show servers state`` is written to
+      the server-state-file(s) this HAProxy loads on a reload (found in its
+      configuration, or ``server_state_file``), so a reload keeps the drain.
+    * Agent checks: an agent answering ``ready`` undoes a drain, so an enabled
+      agent is disabled before its server is drained or put in maintenance, and
+      remembered (``AgentMemory``); ``present`` enables exactly those again.
+    * Persistence: ``persistent_arrivals`` counts the sessions that reached a
+      drained server anyway (``stot`` grew, ``lbtot`` did not); with the
+      request option ``persistence_grace``, a drained server still holding
+      sessions after that many seconds of waiting is put in maintenance, which
+      stops persistence (``drain_ended_by`` says which step ended the drain).
+    """
 
     kind = "HAProxy"
     container_label = "backend"
@@ -848,14 +1337,33 @@ class HAProxyBackend(Backend):
     # five times a second, so a drain is noticed ~0.1 s after its last session.
     default_poll_interval = 0.2
 
-    def __init__(self, transport):
+    def __init__(self, transport, master=None, config=None, save_state=False, server_state_file=None,
+                 agent_memory=None, clock=time.monotonic):
         super(HAProxyBackend, self).__init__()
         self.transport = transport
+        self.master = master
+        self.config = [config] if isinstance(config, str) else config
+        self.save_state = save_state
+        self.server_state_file = server_state_file
+        self.agents = agent_memory or AgentMemory()
+        self.clock = clock
         self._members = []
+        self._request = None
+        self._config = None             # (paths, ServerStateConfig or None, why not)
+        self._first_identity = None
+        self._master_checked = False
+        self._baseline = {}             # key -> (stot, lbtot) when this run first read the server
+        self._carried = {}              # key -> persistent arrivals counted before the counters restarted
+        self._arrivals = {}             # key -> persistent arrivals at the latest read
+        self._wait_started = None       # clock() of the first poll
+        self._escalated = set()         # keys this run put in MAINT after persistence_grace
+        self._forced = set()            # keys on_timeout: force was applied to
+        self._left_maintenance = set()  # checked servers this run took from MAINT to READY
 
     # --- before any I/O
 
     def validate(self, request):
+        self._request = request
         for selector in request.selectors:
             if (request.state == "present" and selector.name is not None and selector.address is not None
                     and not self.transport.shows_addresses):
@@ -867,6 +1375,13 @@ class HAProxyBackend(Backend):
         if weight is not None and not self.transport.can_set_weight and request.state == "present":
             raise InvalidInputError("weight: the stats page cannot change weights; use socket (the "
                                     "runtime API) to set weight, or leave weight out")
+        grace = request.options.get("persistence_grace")
+        if grace is not None and not grace > 0:
+            raise InvalidInputError("persistence_grace %s: must be above 0 seconds; leave it unset to never "
+                                    "stop honouring persistence" % grace)
+        if self.save_state and not isinstance(self.transport, RuntimeAPI):
+            raise InvalidInputError("save_state: the stats page cannot read 'show servers state'; use socket "
+                                    "(the runtime API) to save server states, or leave save_state off")
 
     def validate_scope(self, containers, selectors):
         """Names and selectors, checked before any I/O."""
@@ -885,18 +1400,81 @@ class HAProxyBackend(Backend):
     # --- reads
 
     def read(self, containers):
-        records = self.transport.servers(containers)
-        self._members = [self._member(r) for r in records]
+        self._members = [self._member(r) for r in self._records(containers)]
         return list(self._members)
 
     def poll(self, containers):
+        if self._wait_started is None:
+            self._wait_started = self.clock()
+        members = [self._member(r) for r in self._records(containers, waiting=True)]
+        self._escalate(members)
+        self._warn_if_the_gate_is_blind(members)
+        return members
+
+    def _records(self, containers, waiting=False):
         try:
-            return [self._member(r) for r in self.transport.servers(containers)]
+            records = self.transport.servers(containers)
         except UnreachableError as error:
+            if not waiting:
+                raise
             cause = error.msg.split(": ", 1)[-1].split(";", 1)[0]
             raise UnreachableError("%s: HAProxy stopped answering while waiting for the goal (%s); "
                                    "check that HAProxy is running, then rerun this task"
                                    % (self.transport.label, cause))
+        if self.master is not None:
+            self._add_workers(records, containers)
+        return records
+
+    def _add_workers(self, records, containers):
+        """Add the sessions old workers still hold for each server (``workers``:
+        one entry per live worker, the current one first)."""
+        processes = self.master.processes()
+        current = [p["pid"] for p in processes if p["role"] == "current"]
+        if not self._master_checked:
+            current = self._check_same_haproxy(current)
+            self._master_checked = True
+        held = {}
+        for process in processes:
+            if process["role"] != "old":
+                continue
+            for row in self._worker_stat(process["pid"], containers):
+                sessions = _int(row.get("scur")) + _int(row.get("qcur"))
+                held.setdefault((row.get("pxname"), row.get("svname")), []).append((process["pid"], sessions))
+        for record in records:
+            old = held.get((record["backend"], record["name"]), [])
+            record["workers"] = ([dict(pid=current[0] if current else None, role="current",
+                                       sessions=record["sessions"] + record["queued"])]
+                                 + [dict(pid=pid, role="old", sessions=count) for pid, count in old])
+            record["old_sessions"] = sum(count for _pid, count in old)
+
+    def _worker_stat(self, pid, containers):
+        """The server rows of ``show stat`` as worker ``pid`` sees them."""
+        commands = (["show stat -1 4 -1"] if containers is None
+                    else ["show stat %s 4 -1" % backend for backend in containers])
+        rows = []
+        for command in commands:
+            text = self.master.worker(pid, command)
+            if text is None:
+                break                   # it has just exited
+            if text.startswith("No such proxy"):
+                continue                # a backend that configuration did not have
+            rows.extend(r for r in parse_show_stat(text) if r.get("type") == "2")
+        return rows
+
+    def _check_same_haproxy(self, current):
+        """The master's current worker must be the process answering the
+        stats socket; a reload under way gets one more look."""
+        for attempt in range(2):
+            pid = _int(self.transport.info().get("Pid"), None)
+            if pid is None or pid in current:
+                return current
+            if attempt == 0:
+                time.sleep(0.2)
+                current = [p["pid"] for p in self.master.processes() if p["role"] == "current"]
+        raise InvalidInputError("%s: its current worker is pid %s, but %s answers as pid %s; point master_socket "
+                                "and socket at the same HAProxy"
+                                % (self.master.label, ", ".join(str(p) for p in current) or "none",
+                                   self.transport.label, pid))
 
     def identity(self):
         """(pid, start time) of the process answering the socket: a reload or a
@@ -911,7 +1489,10 @@ class HAProxyBackend(Backend):
         start = _int(info.get("Start_time_sec"), None)
         if start is None and uptime is not None:
             start = int(time.time()) - uptime
-        return dict(pid=info.get("Pid"), start=start, uptime=uptime)
+        identity = dict(pid=info.get("Pid"), start=start, uptime=uptime)
+        if self._first_identity is None:
+            self._first_identity = identity
+        return identity
 
     def explain_drift(self, before, now):
         if not before or not now:
@@ -922,8 +1503,12 @@ class HAProxyBackend(Backend):
         return ("HAProxy was not reloaded (pid %s, up %ss): another client changed it - the runtime API, the "
                 "stats page or an agent check" % (now.get("pid"), now.get("uptime")))
 
-    @staticmethod
-    def _member(record):
+    def _member(self, record):
+        key = (record["backend"], record["name"])
+        state = record["state"]
+        if key in self._escalated and state == "absent":
+            state = "drained"           # this run's own step of the drain (see _escalate)
+        sessions = record["sessions"] + record["queued"] + record.get("old_sessions", 0)
         details = dict(
             backend=record["backend"],
             admin_state=record["admin_state"],
@@ -936,13 +1521,72 @@ class HAProxyBackend(Backend):
             initial_weight=record["initial_weight"],
             backup=record["backup"],
             health_check=record["checked"],
+            check_rise=record.get("check_rise"),
+            check_fall=record.get("check_fall"),
             tracks=record["tracks"],
             fqdn=record["fqdn"],
+            agent_check=record.get("agent_check", False),
+            agent_enabled=record.get("agent_enabled"),
+            agent_status=record.get("agent_status"),
         )
+        if "workers" in record:
+            details["workers"] = record["workers"]
+        request = self._request
+        if request is not None and request.state in ("drained", "absent"):
+            arrivals = self._persistent_arrivals(key, record)
+            if self._wait_started is not None:
+                details["persistent_arrivals"] = arrivals
+                details["drain_ended_by"] = (self._drain_step(key, record)
+                                             if sessions <= request.drain_threshold else None)
         return Member(record["backend"], record["name"], record["address"], record["port"],
-                      state=record["state"], weight=record["weight"],
-                      sessions=record["sessions"] + record["queued"], health=record["health"],
+                      state=state, weight=record["weight"], sessions=sessions, health=record["health"],
                       backup=record["backup"], details=details)
+
+    def _persistent_arrivals(self, key, record):
+        """Sessions that reached the server since this run first read it without
+        the load-balancing algorithm choosing it: ``stot`` grew, ``lbtot`` did
+        not.  A drained server is never chosen, so each of them came through
+        persistence (a cookie, a stick table) or a ``use-server`` rule."""
+        total, balanced = record.get("total_sessions"), record.get("balanced_sessions")
+        if total is None or balanced is None:
+            return None
+        base = self._baseline.get(key)
+        if base is None:
+            base = self._baseline[key] = (total, balanced)
+        elif total < base[0] or balanced < base[1]:
+            # The counters restarted: a reload or a restart started a new process.
+            self._carried[key] = self._arrivals.get(key, 0)
+            base = self._baseline[key] = (0, 0)
+        arrivals = self._carried.get(key, 0) + max(0, (total - base[0]) - (balanced - base[1]))
+        self._arrivals[key] = arrivals
+        return arrivals
+
+    def _drain_step(self, key, record):
+        """The step of the drain a server is at: ``drain`` (DRAIN),
+        ``maintenance`` (MAINT: state absent, or persistence_grace passed),
+        ``force`` (on_timeout: force ended its sessions)."""
+        if key in self._forced:
+            return "force"
+        if record["state"] == "absent":
+            return "maintenance"
+        return "drain"
+
+    def _escalate(self, members):
+        """The persistence ladder: once ``persistence_grace`` seconds of the wait
+        have passed, a drained target still holding sessions goes to MAINT,
+        where HAProxy no longer honours cookies, stick tables or use-server.
+        No capacity guard is needed: it is out of rotation either way."""
+        request = self._request
+        grace = request.options.get("persistence_grace") if request is not None else None
+        if grace is None or request.state != "drained" or self.clock() - self._wait_started < grace:
+            return
+        due = [m for m in members if request.matches(m) and m.key not in self._escalated
+               and m.state == "drained" and m.sessions > request.drain_threshold]
+        for member in due:
+            self.transport.set_state(member.container, member.name, "absent")
+            self._escalated.add(member.key)
+        if due:
+            self._save_states(set(m.container for m in due))
 
     # --- planning
 
@@ -983,14 +1627,16 @@ class HAProxyBackend(Backend):
         details = dict(backend=container, admin_state=None, admin_flags=[], status=None,
                        operational_state=None, check_status=None, current_sessions=0, queued=0,
                        initial_weight=1, backup=False, tracks=None, fqdn=None,
-                       health_check=checked)
+                       health_check=checked, agent_check=False)
         return Member(container, selector.name, selector.address, selector.port, state="absent",
                       weight=None, sessions=0, health="unknown", details=details)
 
     def check_plan(self, plan, members, request):
         """Refuse, before anything is written, what HAProxy would accept but
         not carry out: bits inherited from a tracked server (or DNS) cannot be
-        cleared on this server; and a socket below level admin."""
+        cleared on this server; a socket below level admin; a server-state-file
+        or agent memory that cannot be written.  Warn about agents this run
+        cannot keep quiet."""
         targets = set(m.key for m in plan.targets)
         for change in plan.changes:
             member = change.member
@@ -1022,8 +1668,43 @@ class HAProxyBackend(Backend):
                     "%s: level %s, but changing servers needs level admin; add 'level admin' to its "
                     "'stats socket' line in haproxy.cfg, or use a socket that has it"
                     % (self.transport.label, level))
+        if plan.changes and self.save_state:
+            self._state_files(plan.containers)
+        if any(self._disables_agent(c) for c in plan.changes):
+            self.agents.check_writable()
+        self._warn_about_agents(plan, request)
+
+    def _warn_about_agents(self, plan, request):
+        changed = set(c.member.key for c in plan.changes)
+        for member in plan.targets:
+            if not member.details.get("agent_check"):
+                continue
+            if request.state != "present" and member.details.get("agent_enabled") is None:
+                self.warn("server %s/%s: has an agent check, which the stats page cannot turn off, so an agent "
+                          "answering 'ready' undoes the %s; use socket (the runtime API), which disables the "
+                          "agent while the server is out" % (member.key + (request.state,)))
+            elif (request.state == "present" and member.key not in changed
+                  and member.details.get("agent_enabled") is False and self.agents.holds(self._agent_key(member))):
+                self.warn("server %s/%s: somebody else put it back in rotation, and its agent check is still "
+                          "disabled since gentle.lb drained it; enable it with 'enable agent %s/%s'"
+                          % (member.key + member.key))
+
+    def _disables_agent(self, change):
+        member = change.member
+        return (change.state in ("drained", "absent") and bool(member.details.get("agent_check"))
+                and member.details.get("agent_enabled") is True)
+
+    def _agent_key(self, member):
+        return "%s %s/%s" % (self.transport.identity_key(), member.container, member.name)
 
     # --- writes
+
+    def prepare(self, changes, request):
+        """Remember, before the first write, the agents this run disables: if
+        the memory cannot be written, nothing has been changed yet."""
+        keys = [self._agent_key(c.member) for c in changes if self._disables_agent(c)]
+        if keys:
+            self.agents.remember(keys)
 
     def apply(self, change, request):
         member = change.member
@@ -1034,16 +1715,179 @@ class HAProxyBackend(Backend):
             if change.weight is not None:
                 self.transport.set_weight(backend, server, change.weight)
             self.transport.set_state(backend, server, "present")
-            return
-        if change.state == "present":
+        elif change.state == "present":
             if change.weight is not None and change.weight != member.weight:
                 self.transport.set_weight(backend, server, change.weight)
             if member.state != "present":
                 self.transport.set_state(backend, server, "present")
+            self._restore_agent(member)
+            if member.state == "absent" and member.details.get("health_check"):
+                self._left_maintenance.add(member.key)
+        else:
+            # The agent first: one answering "ready" would undo the new state.
+            if self._disables_agent(change):
+                self.transport.set_agent(backend, server, False)
+            self.transport.set_state(backend, server, change.state)
+        self._save_states([backend])
+
+    def _restore_agent(self, member):
+        """``present`` enables an agent gentle.lb disabled, and only that one."""
+        if not member.details.get("agent_check"):
             return
-        self.transport.set_state(backend, server, change.state)
+        key = self._agent_key(member)
+        if self.agents.holds(key):
+            if member.details.get("agent_enabled") is False:
+                self.transport.set_agent(member.container, member.name, True)
+            self.agents.forget(key)
+        elif member.details.get("agent_enabled") is False:
+            self.warn("server %s/%s: its agent check is disabled, and not by gentle.lb, so it stays disabled; "
+                      "enable it with 'enable agent %s/%s' if the agent should have its say again"
+                      % (member.key + member.key))
+
+    def _warn_if_the_gate_is_blind(self, members):
+        """Leaving MAINT, HAProxy sets the check's health to ``rise``: "UP x/y"
+        until a check passes, then "UP".  With fall 1 both read "UP".  (In MAINT
+        ``show stat`` leaves rise and fall empty, so this is seen once out.)"""
+        for member in members:
+            if member.key in self._left_maintenance and member.details.get("check_fall") == 1:
+                self.warn("server %s/%s: its health check has fall 1, so HAProxy reports it UP as soon as it "
+                          "leaves maintenance, before any check ran, and present cannot tell that from a passing "
+                          "check; it returned on HAProxy's word; give the server 'fall 2' or more (HAProxy's "
+                          "default is 3) for a real health gate" % member.key)
 
     def force(self, members):
         for member in members:
+            self._forced.add(member.key)
             self.transport.shutdown_sessions(member.container, member.name)
-        return "'shutdown sessions server' sent for %s" % ", ".join("%s/%s" % m.key for m in members)
+        note = "'shutdown sessions server' sent for %s" % ", ".join("%s/%s" % m.key for m in members)
+        if self.master is not None:
+            old = self._end_old_sessions(set(m.key for m in members))
+            if old:
+                note += "; %s" % old
+        return note
+
+    def _end_old_sessions(self, keys):
+        """Old workers refuse ``shutdown sessions server`` (their proxies are
+        stopping: "Proxy is disabled."), but end single streams found with
+        ``show sess``."""
+        ended = []
+        for process in self.master.processes():
+            if process["role"] != "old":
+                continue
+            text = self.master.worker(process["pid"], "show sess")
+            streams = [sid for sid, backend, server in parse_show_sess(text or "") if (backend, server) in keys]
+            for stream in streams:
+                self.master.worker(process["pid"], "shutdown session %s" % stream)
+            if streams:
+                ended.append("%d in old worker %d" % (len(streams), process["pid"]))
+        if not ended:
+            return None
+        return "'shutdown session' sent for the sessions old workers held (%s)" % ", ".join(ended)
+
+    # --- server states across a reload
+
+    def _server_state_config(self):
+        """(configuration paths, ServerStateConfig or None, why not), read once."""
+        if self._config is None:
+            paths = self.config
+            if not paths:
+                try:
+                    pid = _int(self.transport.info().get("Pid"), None)
+                except LBError:
+                    pid = None
+                paths = (running_config_paths(pid) if pid else None) or [DEFAULT_CONFIG]
+            try:
+                self._config = (paths, ServerStateConfig.parse(config_files(paths)), None)
+            except (IOError, OSError) as error:
+                self._config = (paths, None, "config %s: cannot be read (%s)"
+                                % (getattr(error, "filename", None) or ", ".join(paths), _strerror(error)))
+        return self._config
+
+    def _state_files(self, backends):
+        """{server-state-file: backend (its own file) or None (global)} that
+        save_state writes for changes in ``backends``; raises before any write
+        when there is none, or it cannot be written."""
+        if self.server_state_file:
+            check_writable("server_state_file", self.server_state_file)
+            return {self.server_state_file: None}
+        paths, config, error = self._server_state_config()
+        if config is None:
+            raise CommandError("save_state: %s; set config to HAProxy's configuration, or server_state_file "
+                               "to its server-state-file" % error)
+        files, missing = {}, []
+        for backend in sorted(backends):
+            path, why = config.loaded_file(backend)
+            if path is None:
+                missing.append(why)
+            else:
+                files[path] = backend if config.backends[backend].get("load") == "local" else None
+        if not files:
+            raise InvalidInputError(
+                "save_state: %s, so a reload would not load what is saved; add 'server-state-file "
+                "/var/lib/haproxy/server-state' to the global section and 'load-server-state-from-file global' "
+                "to the defaults of %s, or set server_state_file" % ("; ".join(missing), ", ".join(paths)))
+        for why in missing:
+            self.warn("save_state: %s, so a reload still drops its servers' runtime states; add "
+                      "'load-server-state-from-file global' to it" % why)
+        for path in files:
+            check_writable("server_state_file", path)
+        return files
+
+    def _save_states(self, backends):
+        if self.save_state:
+            save_server_states(self.transport, self._state_files(backends))
+
+    def server_state_report(self, containers):
+        """Whether a reload of this HAProxy keeps runtime states (what
+        haproxy_member_info returns as ``server_state``)."""
+        paths, config, error = self._server_state_config()
+        backends = containers or sorted(set(m.container for m in self._members))
+        if config is None:
+            return dict(config=paths, file=None, load={}, kept_on_reload=None, reason=error)
+        load, reasons = {}, []
+        for backend in backends:
+            load[backend], why = config.loaded_file(backend)
+            if why:
+                reasons.append(why)
+        global_file = config._resolve(config.global_file) if config.global_file else None
+        return dict(config=config.files, file=global_file, load=load,
+                    kept_on_reload=(not reasons) if backends else None, reason="; ".join(reasons) or None)
+
+    def describe_extra(self, containers):
+        return dict(server_state=self.server_state_report(containers))
+
+    def result_warnings(self, result, request):
+        """After a drain: a reload during the wait that hid an old process's
+        sessions, and servers that persistent clients kept reaching."""
+        if request is None or not request.wait or request.state == "present":
+            return []
+        warnings = []
+        if self.master is None and self._first_identity is not None:
+            now = self.identity()
+            if now and now.get("pid") != self._first_identity.get("pid"):
+                warnings.append(
+                    "HAProxy was reloaded or restarted during the wait (pid %s -> %s): the old process may still "
+                    "serve sessions of %s that the stats socket no longer shows; in master-worker mode set "
+                    "master_socket, so that the wait counts them"
+                    % (self._first_identity.get("pid"), now.get("pid"),
+                       ", ".join("%s/%s" % (m["container"], m["name"]) for m in result.get("members") or [])))
+        for entry in result.get("members") or []:
+            if entry.get("persistent_arrivals") and entry.get("drain_ended_by") is None:
+                warnings.append(
+                    "server %s/%s: %d session(s) reached it through persistence (a cookie, a stick table or "
+                    "use-server) while it was drained, so it may never drain by itself; set persistence_grace "
+                    "to stop honouring persistence after that many seconds"
+                    % (entry["container"], entry["name"], entry["persistent_arrivals"]))
+        return warnings
+
+
+def backend_from(connection, save_state=False, server_state_file=None, agent_memory=None):
+    """The HAProxyBackend for a module's options: ``connection`` as
+    specs.haproxy_connection() returns it (transport, master_socket, config)."""
+    connection = dict(connection)
+    master_socket = connection.pop("master_socket", None)
+    config = connection.pop("config", None)
+    transport = transport_from(**connection)
+    master = MasterCLI(master_socket, connection.get("timeout", 5.0)) if master_socket else None
+    return HAProxyBackend(transport, master=master, config=config, save_state=save_state,
+                          server_state_file=server_state_file, agent_memory=AgentMemory(agent_memory))

@@ -62,6 +62,8 @@ HAPROXY_CONNECTION_ARGS = dict(
     stats_password=dict(type="str", no_log=True, fallback=(env_fallback, ["HAPROXY_STATS_PASSWORD"])),
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["HAPROXY_VALIDATE_CERTS"])),
     timeout=dict(type="float", default=5.0),
+    master_socket=dict(type="str", fallback=(env_fallback, ["HAPROXY_MASTER_SOCKET"])),
+    config=dict(type="list", elements="path", fallback=(env_fallback, ["HAPROXY_CONFIG"])),
 )
 HAPROXY_CONNECTION_RULES = dict(
     mutually_exclusive=[["socket", "stats_url"]],
@@ -104,7 +106,8 @@ def haproxy_connection(params):
             stats_url = os.environ.get(HAPROXY_TRANSPORT_ENV["stats_url"]) or None
     return dict(socket=socket, stats_url=stats_url, stats_user=params.get("stats_user"),
                 stats_password=params.get("stats_password"),
-                validate_certs=params.get("validate_certs", True), timeout=params.get("timeout", 5.0))
+                validate_certs=params.get("validate_certs", True), timeout=params.get("timeout", 5.0),
+                master_socket=params.get("master_socket"), config=params.get("config"))
 
 
 def f5_connection(params):
