@@ -59,10 +59,10 @@ options:
         which must reach the same HAProxy (checked).
       - After a reload the old worker keeps serving the connections it had, and O(socket) (served by the new
         worker) no longer shows them. With O(master_socket), a server's sessions are counted in every live
-        worker (C(show proc), C(@!<pid> show stat)), the wait of V(drained) and V(absent) lasts until the old
-        workers' sessions are gone too, RV(members[].workers) reports them per process, and
-        O(on_timeout=force) ends them there as well (C(@!<pid> shutdown session), old workers refuse
-        C(shutdown sessions server)).
+        worker (C(show proc), C(@!<pid> show stat)), RV(members[].workers) reports them per process, the wait of
+        M(gentle.lb.haproxy_member) for V(drained) and V(absent) lasts until the old workers' sessions are gone
+        too, and its O(gentle.lb.haproxy_member#module:on_timeout=force) ends them there as well
+        (C(@!<pid> shutdown session); old workers refuse C(shutdown sessions server)).
       - If not set, the environment variable E(HAPROXY_MASTER_SOCKET) is used.
     type: str
   config:

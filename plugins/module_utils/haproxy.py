@@ -1211,8 +1211,8 @@ def _file_error(kind, path, what, error):
     reason = getattr(error, "strerror", None) or str(error)
     if getattr(error, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PermissionDeniedError("%s %s: %s (%s); run the task as a user that may write there "
-                                     "(become: true), or set %s to a writable path" % (kind, path, what, reason,
-                                                                                     kind))
+                                     "(become: true), or set %s to a writable path"
+                                     % (kind, path, what, reason, kind))
     return CommandError("%s %s: %s (%s); fix the path or set %s" % (kind, path, what, reason, kind))
 
 

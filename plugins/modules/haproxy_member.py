@@ -91,7 +91,7 @@ options:
         with C(load-server-state-from-file global), the backend's own file for C(local) - unless
         O(server_state_file) is given. A backend that loads no state file gets a warning; if none of the
         backends in scope does, the call fails before writing anything.
-      - HAProxy loads the file at the reload: anything changed after the last save is undone by it, which is
+      - HAProxy loads the file at the reload, so anything changed after the last save is undone by it; that is
         why the file is written after every change. M(gentle.lb.haproxy_member_info) tells whether this
         HAProxy is configured to load it (RV(gentle.lb.haproxy_member_info#module:server_state)).
       - Needs O(socket) (the stats page cannot read C(show servers state)) and write access to the file
@@ -148,7 +148,7 @@ notes:
     ends at C(UP). With C(fall 1) both read C(UP), so the module says so in a warning instead of pretending
     a check passed. From DRAIN, checks never stopped, so C(UP) is the latest check's word."
   - Servers whose sessions arrive through persistence are counted in RV(members[].persistent_arrivals)
-    (C(stot) grew, C(lbtot) did not: a drained server is never chosen by the algorithm); a drain that ends
+    (C(stot) grew, C(lbtot) did not, since a drained server is never chosen by the algorithm); a drain that ends
     with such arrivals still coming gets a warning naming O(persistence_grace).
   - O(state=present) on a server that does not exist in a backend named in O(backend), with both O(server)
     and O(address) (as C(IP:PORT)) given, adds it as a dynamic server (C(add server), HAProxy 2.6 and
@@ -375,8 +375,8 @@ members:
     persistent_arrivals:
       description:
         - For V(drained) and V(absent) once waiting began, the sessions that reached the server since this call
-          first read it without the load-balancing algorithm choosing it (C(stot) grew, C(lbtot) did not):
-          each came through persistence (a cookie, a stick table) or a C(use-server) rule. Counted in the
+          first read it without the load-balancing algorithm choosing it (C(stot) grew, C(lbtot) did not).
+          Each came through persistence (a cookie, a stick table) or a C(use-server) rule. Counted in the
           current worker, across its restarts (a reload restarts the counters).
       returned: when state is drained or absent and wait is true
       type: int

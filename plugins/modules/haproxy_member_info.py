@@ -211,7 +211,7 @@ server_state:
     - Whether a reload of this HAProxy keeps the servers' runtime states (drains, maintenance, weights, disabled
       agents), from its configuration (O(config)). It does when every backend in scope loads a state file
       (C(load-server-state-from-file global) with a C(server-state-file) in global, or C(local)) - and that file
-      must then hold the latest state when the reload comes (M(gentle.lb.haproxy_member) O(save_state)).
+      must then hold the latest state when the reload comes (O(gentle.lb.haproxy_member#module:save_state)).
   returned: always
   type: dict
   contains:

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import REPO, VERSIONS, Lab  # noqa: F401  (REPO puts the collection on sys.path)
+from conftest import VERSIONS, Lab  # importing conftest puts the collection on sys.path
 
 from ansible_collections.gentle.lb.plugins.module_utils import haproxy, member
 
@@ -125,8 +125,8 @@ def race(lab, racers, separate_locks):
         # no lock is shared and only the re-read after the write protects the floor.
         lock_dir = os.path.join(lock_root, server if separate_locks else "shared")
         os.makedirs(lock_dir, exist_ok=True)
-        processes.append(context.Process(target=_racer, args=(lab.hap.admin_socket, server, barrier,
-                                                                 lock_dir, results)))
+        racer_args = (lab.hap.admin_socket, server, barrier, lock_dir, results)
+        processes.append(context.Process(target=_racer, args=racer_args))
     with Sampler(lab) as sampler:
         for process in processes:
             process.start()
@@ -149,7 +149,7 @@ def exchange_seconds(lab, rounds=20):
     one re-read and one write per racer that collided)."""
     backend = haproxy.HAProxyBackend(haproxy.RuntimeAPI(lab.hap.admin_socket, timeout=5))
     started = time.monotonic()
-    for _ in range(rounds):
+    for round_number in range(rounds):
         backend.read(["race"])
         lab.hap.send("set server race/r4 state ready")
     return (time.monotonic() - started) / rounds

@@ -113,8 +113,8 @@ def test_saved_drain_survives_a_master_cli_reload_and_the_old_worker_keeps_the_w
     assert scur(lab, "app", "web2") == 0                      # ...and does not see the old session
     info = run_module("haproxy_member_info", module_args(lab, master_socket=lab.master_socket,
                                                          backend=["app"], server=["web2"]))
-    assert info["members"][0]["workers"] == [dict(pid=reload.new_pid, role="current", sessions=0),
-                                              dict(pid=old_pid, role="old", sessions=1)]
+    expected = [dict(pid=reload.new_pid, role="current", sessions=0), dict(pid=old_pid, role="old", sessions=1)]
+    assert info["members"][0]["workers"] == expected
     assert info["members"][0]["sessions"] == 1
     time.sleep(0.5)
     assert not run.done, run.result                           # the old worker still holds it
@@ -142,9 +142,9 @@ def test_saved_drain_survives_an_sf_reload_and_the_hidden_old_process_is_warned_
     result = run.join()        # the new process shows no session: -sf leaves nothing to ask the old one
     assert not result.failed, result
     assert result["reasserted"] == 0
-    assert any("HAProxy was reloaded or restarted during the wait (pid %s -> %s)" % (reload.old_pids[0],
-                                                                                      reload.new_pid) in w
-               and "master_socket" in w for w in warnings(result)), warnings(result)
+    reloaded = "HAProxy was reloaded or restarted during the wait (pid %s -> %s)" % (reload.old_pids[0],
+                                                                                     reload.new_pid)
+    assert any(reloaded in w and "master_socket" in w for w in warnings(result)), warnings(result)
     assert not held.done                                      # the old process still serves it
     held.release()
     assert held.wait(5) == 200

@@ -949,11 +949,11 @@ def production_pids(version):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_show_proc_before_and_after_a_reload(version):
     before = haproxy.parse_show_proc(text(version, "master_show_proc.txt"))
-    assert [(p["type"], p["role"], p["reloads"]) for p in before] == [("master", "master", 0),
-                                                                       ("worker", "current", 0)]
+    assert [(p["type"], p["role"], p["reloads"]) for p in before] == [
+        ("master", "master", 0), ("worker", "current", 0)]
     after = haproxy.parse_show_proc(text(version, "master_show_proc_old_worker.txt"))
-    assert [(p["type"], p["role"]) for p in after] == [("master", "master"), ("worker", "current"),
-                                                        ("worker", "old")]
+    assert [(p["type"], p["role"]) for p in after] == [
+        ("master", "master"), ("worker", "current"), ("worker", "old")]
     assert after[0]["reloads"] == 1 and after[2]["reloads"] == 1
 
 
@@ -1365,8 +1365,8 @@ class ScriptedTransport(object):
     def set_state(self, backend, server, state):
         self.writes.append("%s/%s %s" % (backend, server, state))
         admin = {"present": 0, "drained": haproxy.FDRAIN, "absent": haproxy.FMAINT}[state]
-        self.web3(admin_state=admin, state=state, status={"present": "UP", "drained": "DRAIN",
-                                                           "absent": "MAINT"}[state])
+        status = {"present": "UP", "drained": "DRAIN", "absent": "MAINT"}[state]
+        self.web3(admin_state=admin, state=state, status=status)
 
     def shutdown_sessions(self, backend, server):
         self.writes.append("shutdown %s/%s" % (backend, server))
