@@ -2,13 +2,15 @@
 # Copyright (c) gentle.lb contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """HAProxy for gentle.lb: the runtime API client (unix and TCP stats sockets),
-the statistics page client (its admin form), their parsers, and
-``HAProxyBackend``, the backend the core (``member.py``) drives.
+the master CLI client, their parsers, and ``HAProxyBackend``, the backend the
+core (``member.py``) drives.  The statistics page client is in
+haproxy_stats.py (loaded only when ``stats_url`` is used), the files written
+on the balancer (server-state-file, agent memory) in haproxy_files.py.
 
-Wire facts this file relies on (checked against HAProxy 2.6 and 3.0, see
+Wire facts this file relies on (checked against HAProxy 2.6, 3.0 and 3.2, see
 tests/unit/fixtures/haproxy/):
 
-* One command per connection.  Every command is sent as
+* One command line per connection.  Every line is sent as
   ``set severity-output number; <command>``: errors then start with ``[3]:``
   (``[0]``-``[3]`` are errors), so they are told apart from data reliably.
   HAProxy 2.6 prints "Unknown command" at severity 6, so that text is checked too.
@@ -27,28 +29,24 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
 import errno
 import ipaddress
-import json
 import os
 import re
-import shlex
 import socket as socketlib
-import ssl
-import tempfile
 import time
 
-try:
-    import fcntl
-except ImportError:     # not on Linux/BSD: files are still replaced atomically, without the lock
-    fcntl = None
-
-from http import client as httplib
-from urllib.parse import unquote, urlencode, urlsplit
-
+from ansible_collections.gentle.lb.plugins.module_utils.haproxy_files import (
+    DEFAULT_AGENT_MEMORY,
+    DEFAULT_CONFIG,
+    AgentMemory,
+    ServerStateConfig,
+    check_writable,
+    config_files,
+    running_config_paths,
+    save_server_states,
+)
 from ansible_collections.gentle.lb.plugins.module_utils.member import (
-    AuthRefusedError,
     Backend,
     CommandError,
     InvalidInputError,
@@ -93,19 +91,6 @@ CHK_CONFIGURED = 0x02
 CHK_ENABLED = 0x04
 
 STATE_COMMANDS = {"present": "ready", "drained": "drain", "absent": "maint"}
-
-# Stats page admin form result codes (location: <uri>;st=<CODE>)
-STATS_CODES = {
-    "DONE": "the change was applied",
-    "PART": "only part of the change was applied",
-    "NONE": "nothing was changed",
-    "ERRP": "the backend, server or action is unknown",
-    "EXCD": "the request was too large",
-    "DENY": "changes are not allowed on this stats page",
-    "IVAL": "the request was invalid",
-    "UNKN": "an unexpected error occurred",
-}
-
 
 # --------------------------------------------------------------------------
 # Input validation (no I/O)
@@ -788,518 +773,15 @@ def _strerror(error):
     return getattr(error, "strerror", None) or str(error) or error.__class__.__name__
 
 
-# --------------------------------------------------------------------------
-# Statistics page (admin form)
-# --------------------------------------------------------------------------
-
-class StatsPage(object):
-    """HAProxy's statistics page: reads ``<uri>;csv``, changes servers by
-    POSTing its admin form (``s=``, ``action=``, ``b=``).  It cannot set
-    weights, add servers, or show the admin-state bitmask or addresses."""
-
-    def __init__(self, url, user=None, password=None, validate_certs=True, timeout=5.0):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidInputError("stats_url %s: not an http:// or https:// URL; write it as "
-                                    "http://lb1:8404/stats" % redact_url(url))
-        # Credentials written into the URL (http://admin:pw@lb1/stats) are used
-        # unless stats_user/stats_password are given, and never shown.
-        if user is None and parts.username is not None:
-            user, password = unquote(parts.username), unquote(parts.password or "")
-        self.url = redact_url(url)
-        self.parts = parts
-        self.user = user
-        self.password = password
-        self.validate_certs = validate_certs
-        self.timeout = float(timeout)
-        self.label = "stats page %s" % self.url
-        self.can_set_weight = False
-        self.can_add = False
-        self.shows_addresses = False
-
-    def _request(self, method, path, body=None):
-        parts = self.parts
-        try:
-            if parts.scheme == "https":
-                context = ssl.create_default_context()
-                if not self.validate_certs:
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                conn = httplib.HTTPSConnection(parts.hostname, parts.port or 443, timeout=self.timeout,
-                                               context=context)
-            else:
-                conn = httplib.HTTPConnection(parts.hostname, parts.port or 80, timeout=self.timeout)
-        except ValueError as error:   # a bad port in the URL
-            raise InvalidInputError("stats_url %s: %s" % (self.url, error))
-        headers = {"Connection": "close"}
-        if self.user is not None:
-            token = base64.b64encode(("%s:%s" % (self.user, self.password or "")).encode("utf-8"))
-            headers["Authorization"] = "Basic " + token.decode("ascii")
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            deadline = time.monotonic() + self.timeout
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            # timeout bounds the whole answer, not each recv (see RuntimeAPI._exchange)
-            chunks = []
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise socketlib.timeout()
-                if conn.sock is not None:
-                    conn.sock.settimeout(left)
-                chunk = response.read(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return response.status, dict((k.lower(), v) for k, v in response.getheaders()), b"".join(chunks)
-        except ssl.SSLError as error:
-            raise UnreachableError("%s: TLS failed (%s); fix the certificate, or set "
-                                   "validate_certs: false for a self-signed one" % (self.label, error))
-        except socketlib.timeout:
-            raise UnreachableError("%s: no answer within timeout=%gs; check that HAProxy is "
-                                   "running, or raise timeout" % (self.label, self.timeout))
-        except OSError as error:
-            raise UnreachableError("%s: cannot connect (%s); check the URL and that HAProxy is "
-                                   "running" % (self.label, _strerror(error)))
-        except httplib.HTTPException as error:
-            raise UnreachableError("%s: bad HTTP answer (%s); check that stats_url is HAProxy's "
-                                   "stats page" % (self.label, error.__class__.__name__))
-        finally:
-            conn.close()
-
-    def _path(self, suffix=""):
-        return (self.parts.path or "/") + suffix
-
-    def _check_auth(self, status):
-        if status == 401:
-            if self.user is None:
-                raise AuthRefusedError("%s: asks for credentials (HTTP 401); set stats_user and "
-                                       "stats_password (or HAPROXY_STATS_USER/HAPROXY_STATS_PASSWORD)"
-                                       % self.label)
-            raise AuthRefusedError("%s: user %s was refused (HTTP 401); check stats_user and "
-                                   "stats_password against the 'stats auth' line of haproxy.cfg"
-                                   % (self.label, self.user))
-        if status == 403:
-            raise PermissionDeniedError("%s: access forbidden (HTTP 403); allow this client in the "
-                                        "stats section of haproxy.cfg" % self.label)
-
-    def csv(self):
-        status, _headers, data = self._request("GET", self._path(";csv;norefresh"))
-        self._check_auth(status)
-        if status != 200:
-            raise CommandError("%s: HTTP %d instead of the CSV statistics; check that stats_url is "
-                               "the 'stats uri' of HAProxy's stats page" % (self.label, status))
-        try:
-            return parse_show_stat(data.decode("utf-8", "replace"))
-        except CommandError:
-            raise CommandError("%s: the reply is not HAProxy's CSV statistics; check that stats_url "
-                               "is the 'stats uri' of HAProxy's stats page" % self.label)
-
-    def servers(self, backends=None):
-        rows = self.csv()
-        if backends is not None:
-            known = backends_in_csv(rows)
-            for backend in backends:
-                if backend not in known:
-                    raise NotFoundError("backend %s: not found on %s; backends: %s"
-                                        % (backend, self.label, ", ".join(known) or "none"))
-        records = csv_server_rows(rows)
-        if backends is not None:
-            records = [r for r in records if r["backend"] in backends]
-        return records
-
-    def post(self, backend, server, action):
-        body = urlencode([("s", server), ("action", action), ("b", backend)])
-        status, headers, _data = self._request("POST", self._path(), body)
-        self._check_auth(status)
-        subject = "server %s/%s" % (backend, server)
-        location = headers.get("location", "")
-        match = re.search(r";st=([A-Z]+)", location)
-        if status not in (301, 302, 303) or not match:
-            raise CommandError("%s: %s answered HTTP %d without a result code; check that stats_url "
-                               "is HAProxy's stats page" % (subject, self.label, status))
-        code = match.group(1)
-        if code == "DONE":
-            return
-        if code == "DENY":
-            raise PermissionDeniedError(
-                "%s: %s refused the change (st=DENY): %s; configure 'stats admin if <condition>' "
-                "in that stats section of haproxy.cfg" % (subject, self.label, STATS_CODES[code]))
-        if code in ("ERRP", "PART"):
-            raise NotFoundError("%s: %s answered st=%s (%s); check the backend and server names "
-                                "against haproxy.cfg" % (subject, self.label, code, STATS_CODES[code]))
-        raise CommandError("%s: %s answered st=%s (%s) to action %s; check the stats page "
-                           "configuration" % (subject, self.label, code, STATS_CODES.get(code, "unknown code"),
-                                              action))
-
-    def level(self):
-        return None
-
-    def info(self):
-        return {}     # the stats page shows no process id
-
-    def identity_key(self):
-        parts = self.parts
-        return "%s://%s:%s%s" % (parts.scheme, parts.hostname, parts.port or "", parts.path or "/")
-
-    def set_state(self, backend, server, state):
-        self.post(backend, server, STATE_COMMANDS[state])
-
-    def set_weight(self, backend, server, weight):
-        raise InvalidInputError("weight: the stats page cannot change weights; use socket (the "
-                                "runtime API) to set weight, or leave weight out")
-
-    def add_server(self, backend, server, address, port, check):
-        raise InvalidInputError("server %s: the stats page cannot add servers; use socket (the "
-                                "runtime API, HAProxy 2.6+) or add it to haproxy.cfg" % server)
-
-    def shutdown_sessions(self, backend, server):
-        self.post(backend, server, "shutdown")
-
-    def set_agent(self, backend, server, enabled):
-        self.post(backend, server, "eagent" if enabled else "dagent")
-
-
-def redact_url(url):
-    """The URL with any password replaced by ``***`` (for messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc="%s:***@%s" % (parts.username, netloc)).geturl()
-
-
 def transport_from(socket=None, stats_url=None, stats_user=None, stats_password=None,
                    validate_certs=True, timeout=5.0):
     """The client for the connection options (socket wins; stats_url; else
     Debian's default socket path)."""
     if stats_url and not socket:
+        # Imported here: the runtime API never needs an HTTP/TLS stack.
+        from ansible_collections.gentle.lb.plugins.module_utils.haproxy_stats import StatsPage
         return StatsPage(stats_url, stats_user, stats_password, validate_certs, timeout)
     return RuntimeAPI(socket or DEFAULT_SOCKET, timeout)
-
-
-# --------------------------------------------------------------------------
-# HAProxy's configuration: does it keep server states across a reload?
-# --------------------------------------------------------------------------
-
-DEFAULT_CONFIG = "/etc/haproxy/haproxy.cfg"
-# Keywords that open a section of haproxy.cfg (indentation means nothing there).
-SECTIONS = ("global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist",
-            "mailers", "program", "http-errors", "ring", "cache", "log-forward", "fcgi-app", "crt-store",
-            "traces", "acme")
-
-
-def _config_words(line):
-    """The words of one configuration line, quotes removed, comment dropped;
-    [] for a blank line or one this reader cannot split (unbalanced quotes)."""
-    try:
-        return shlex.split(line, comments=True)
-    except ValueError:
-        return []
-
-
-class ServerStateConfig(object):
-    """What HAProxy's configuration says about server states on a reload:
-
-    * global ``server-state-file <file>`` (relative to ``server-state-base``);
-    * per backend (or ``listen``), inherited from its ``defaults`` section
-      (the last one before it, or the one named with ``from``):
-      ``load-server-state-from-file global`` (the global file), ``local``
-      (``server-state-file-name``, else the backend's name, in
-      ``server-state-base``) or ``none`` / not set (nothing is loaded: runtime
-      states and weights are lost on a reload)."""
-
-    def __init__(self, files):
-        self.files = files
-        self.global_file = None
-        self.base = None
-        self.backends = {}      # name -> {"load": ..., "file_name": ...}
-
-    @classmethod
-    def parse(cls, sources):
-        """``sources``: [(path, text)] in the order HAProxy loads them."""
-        config = cls([path for path, _text in sources])
-        named_defaults = {}
-        last_defaults = {}
-        section, settings = None, None
-        for _path, text in sources:
-            for line in text.splitlines():
-                words = _config_words(line)
-                if not words:
-                    continue
-                keyword = words[0]
-                if keyword in SECTIONS:
-                    section, settings = keyword, None
-                    name = words[1] if len(words) > 1 and words[1] != "from" else None
-                    parent = None
-                    if "from" in words[1:] and words.index("from") + 1 < len(words):
-                        parent = named_defaults.get(words[words.index("from") + 1])
-                    if keyword == "defaults":
-                        # A defaults section resets everything, or starts from the one it names.
-                        settings = dict(parent or {})
-                        last_defaults = settings
-                        if name:
-                            named_defaults[name] = settings
-                    elif keyword in ("backend", "listen") and name:
-                        settings = dict(last_defaults if parent is None else parent)
-                        config.backends[name] = settings
-                    continue
-                value = words[1] if len(words) > 1 else None
-                if section == "global":
-                    if keyword == "server-state-file":
-                        config.global_file = value
-                    elif keyword == "server-state-base":
-                        config.base = value
-                elif settings is not None:
-                    if keyword == "load-server-state-from-file":
-                        settings["load"] = value
-                    elif keyword == "server-state-file-name":
-                        settings["file_name"] = value or "use-backend-name"
-        return config
-
-    def _resolve(self, name):
-        if name.startswith("/"):
-            return name
-        if self.base and self.base.startswith("/"):
-            return os.path.join(self.base, name)
-        return None      # relative to HAProxy's own working directory: unknown here
-
-    def loaded_file(self, backend):
-        """(the file ``backend`` loads its server states from on a reload, or
-        None; a few words on why None)."""
-        settings = self.backends.get(backend)
-        if settings is None:
-            return None, "backend %s is not in %s" % (backend, ", ".join(self.files))
-        load = settings.get("load")
-        if load == "global":
-            if not self.global_file:
-                return None, ("backend %s loads the global server-state-file, but global has no "
-                              "server-state-file" % backend)
-            path = self._resolve(self.global_file)
-            if path is None:
-                return None, ("server-state-file %s is relative and server-state-base is not an absolute "
-                              "directory" % self.global_file)
-            return path, None
-        if load == "local":
-            name = settings.get("file_name")
-            name = backend if name in (None, "use-backend-name") else name
-            path = self._resolve(name)
-            if path is None:
-                return None, ("backend %s loads its own state file %s, but server-state-base is not an "
-                              "absolute directory" % (backend, name))
-            return path, None
-        return None, "backend %s has no load-server-state-from-file" % backend
-
-
-def config_files(paths):
-    """[(path, text)] of the configuration files, as HAProxy reads them: a
-    directory stands for its ``*.cfg`` files in lexical order.  Raises OSError."""
-    sources = []
-    for path in paths:
-        if os.path.isdir(path):
-            names = sorted(n for n in os.listdir(path) if n.endswith(".cfg"))
-            files = [os.path.join(path, n) for n in names]
-        else:
-            files = [path]
-        for name in files:
-            with open(name, "r") as handle:
-                sources.append((name, handle.read()))
-    return sources
-
-
-def running_config_paths(pid):
-    """The configuration files the HAProxy process ``pid`` was started with,
-    from /proc/<pid>/cmdline; None when that is not a readable HAProxy
-    process on this host."""
-    try:
-        with open("/proc/%d/cmdline" % int(pid), "rb") as handle:
-            argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
-    except (OSError, ValueError, TypeError):
-        return None
-    return config_paths_from_argv(argv)
-
-
-def config_paths_from_argv(argv):
-    """The ``-f`` arguments (and those after ``--``) of an HAProxy command
-    line; relative ones count only under an absolute ``-C`` directory (else
-    None: HAProxy's working directory is not known here)."""
-    # The binary may run through a loader (ld-linux ... /usr/sbin/haproxy -f ...).
-    start = next((i for i, a in enumerate(argv) if os.path.basename(a).startswith("haproxy")), None)
-    if start is None:
-        return None
-    paths, chdir, index, rest = [], None, start + 1, False
-    while index < len(argv):
-        word = argv[index]
-        if rest:
-            paths.append(word)
-        elif word == "--":
-            rest = True
-        elif word in ("-f", "-C") and index + 1 < len(argv):
-            if word == "-f":
-                paths.append(argv[index + 1])
-            else:
-                chdir = argv[index + 1]
-            index += 1
-        index += 1
-    resolved = []
-    for path in paths:
-        if not path.startswith("/"):
-            if not (chdir and chdir.startswith("/")):
-                return None
-            path = os.path.join(chdir, path)
-        resolved.append(path)
-    return resolved or None
-
-
-# --------------------------------------------------------------------------
-# Files written on the balancer: atomically, under a lock
-# --------------------------------------------------------------------------
-
-class _DirectoryLock(object):
-    """An exclusive flock on a directory, around a read-modify-rename of a
-    file in it (two runs saving at once must not lose each other's write)."""
-
-    def __init__(self, directory):
-        self.directory = directory
-        self.fd = None
-
-    def __enter__(self):
-        self.fd = os.open(self.directory, os.O_RDONLY)
-        if fcntl is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)      # closing releases the flock
-
-
-def atomic_write(path, text):
-    """Replace ``path`` with ``text``: a temporary file in the same directory,
-    fsync, the old file's mode and owner (0644 for a new one), rename, fsync of
-    the directory.  A reader sees the old file or the new one, never half."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            current = os.stat(path)
-            os.chmod(tmp, current.st_mode & 0o7777)
-            try:
-                os.chown(tmp, current.st_uid, current.st_gid)
-            except OSError:
-                pass        # not root: the file is ours then
-        except OSError:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _file_error(kind, path, what, error):
-    reason = getattr(error, "strerror", None) or str(error)
-    if getattr(error, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return PermissionDeniedError("%s %s: %s (%s); run the task as a user that may write there "
-                                     "(become: true), or set %s to a writable path"
-                                     % (kind, path, what, reason, kind))
-    return CommandError("%s %s: %s (%s); fix the path or set %s" % (kind, path, what, reason, kind))
-
-
-def save_server_states(transport, files):
-    """Write ``show servers state`` to each server-state-file: ``files`` maps
-    a path to the backend whose own (``local``) file it is, or to None for a
-    global file (every backend).  The reply is taken under the directory's
-    lock, so the last file renamed holds the latest state."""
-    for path in sorted(files):
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            with _DirectoryLock(directory):
-                atomic_write(path, transport.servers_state_text(files[path]))
-        except (IOError, OSError) as error:
-            raise _file_error("server_state_file", path, "cannot be written", error)
-
-
-def check_writable(kind, path, create=False):
-    """Refuse, before anything is changed, a file that cannot be written."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if create and not os.path.isdir(directory):
-        try:
-            os.makedirs(directory, 0o755)
-        except OSError as error:
-            raise _file_error(kind, path, "its directory cannot be created", error)
-    if not os.path.isdir(directory):
-        raise _file_error(kind, path, "its directory does not exist", OSError(errno.ENOENT, "No such directory"))
-    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise _file_error(kind, path, "cannot be written", OSError(errno.EACCES, "Permission denied"))
-
-
-# --------------------------------------------------------------------------
-# Agent checks gentle.lb disabled, remembered on the balancer
-# --------------------------------------------------------------------------
-
-DEFAULT_AGENT_MEMORY = "/var/lib/gentle.lb/haproxy-agents.json"
-
-
-class AgentMemory(object):
-    """Which agent checks gentle.lb disabled to keep a drain, so that
-    ``present`` enables exactly those again and leaves alone an agent that an
-    operator disabled.  A small JSON file on the balancer::
-
-        {"version": 1, "disabled": {"/run/haproxy/admin.sock app/web3": {"at": 1700000000}}}
-
-    Read-modify-write under the directory's lock, written atomically; only
-    touched when a server in scope has an agent check."""
-
-    def __init__(self, path=None, clock=time.time):
-        self.path = path or DEFAULT_AGENT_MEMORY
-        self.clock = clock
-
-    def _read(self):
-        try:
-            with open(self.path, "r") as handle:
-                data = json.load(handle)
-            return dict(data.get("disabled") or {})
-        except (IOError, OSError) as error:
-            if error.errno == errno.ENOENT:
-                return {}
-            raise _file_error("agent_memory", self.path, "cannot be read", error)
-        except (ValueError, AttributeError):
-            return {}           # not ours or damaged: nothing is remembered, it is rewritten whole
-
-    def holds(self, key):
-        return key in self._read()
-
-    def check_writable(self):
-        check_writable("agent_memory", self.path, create=True)
-
-    def _update(self, change):
-        self.check_writable()
-        try:
-            with _DirectoryLock(os.path.dirname(os.path.abspath(self.path))):
-                disabled = self._read()
-                change(disabled)
-                atomic_write(self.path, json.dumps({"version": 1, "disabled": disabled}, indent=1,
-                                                   sort_keys=True) + "\n")
-        except (IOError, OSError) as error:
-            raise _file_error("agent_memory", self.path, "cannot be written", error)
-
-    def remember(self, keys):
-        now = int(self.clock())
-        self._update(lambda disabled: disabled.update((k, {"at": now}) for k in keys))
-
-    def forget(self, key):
-        self._update(lambda disabled: disabled.pop(key, None))
 
 
 # --------------------------------------------------------------------------
@@ -1881,7 +1363,7 @@ class HAProxyBackend(Backend):
         return warnings
 
 
-def backend_from(connection, save_state=False, server_state_file=None, agent_memory=None):
+def backend_from(connection, save_state=False, server_state_file=None, agent_memory=DEFAULT_AGENT_MEMORY):
     """The HAProxyBackend for a module's options: ``connection`` as
     specs.haproxy_connection() returns it (transport, master_socket, config)."""
     connection = dict(connection)

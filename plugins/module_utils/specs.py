@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import gc
 import os
 
 from ansible.module_utils.errors import AnsibleFallbackNotFound
@@ -144,11 +145,20 @@ def request_from_params(params, selectors, containers, weight=None, options=None
     )
 
 
+def _before_exit():
+    """The process ends right after the result is printed.  Python's final
+    garbage collection then walks every object ansible-core's imports made
+    (0.2-0.3 s of a module run on a busy 2-core machine, after the work is
+    done); frozen objects are skipped, and memory goes back with the process."""
+    gc.freeze()
+
+
 def exit_with(module, result):
     for warning in result.pop("warnings", []):
         module.warn(warning)
     if not module._diff:
         result.pop("diff", None)
+    _before_exit()
     module.exit_json(**result)
 
 
@@ -166,4 +176,5 @@ def fail_with(module, error):
         result["exception"] = error.traceback
     if not module._diff:
         result.pop("diff", None)
+    _before_exit()
     module.fail_json(msg=error.msg, **result)

@@ -22,7 +22,7 @@ import pytest
 
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from ansible_collections.gentle.lb.plugins.module_utils import haproxy
+from ansible_collections.gentle.lb.plugins.module_utils import haproxy, haproxy_files, haproxy_stats
 from ansible_collections.gentle.lb.plugins.module_utils import member as core
 from ansible_collections.gentle.lb.plugins.module_utils.member import Request
 
@@ -858,7 +858,7 @@ def stats_page():
 @pytest.mark.parametrize("version", VERSIONS)
 def test_stats_page_drain_posts_the_admin_form(stats_page, version):
     page = stats_page(version)
-    backend = haproxy.HAProxyBackend(haproxy.StatsPage(page.url, "admin", "secret"))
+    backend = haproxy.HAProxyBackend(haproxy_stats.StatsPage(page.url, "admin", "secret"))
     request = Request("drained", haproxy.selector_from("web3"), containers=["app"], wait=False)
     result = core.run(backend, request)
     assert result["changed"] is True
@@ -877,7 +877,7 @@ def test_stats_page_drain_posts_the_admin_form(stats_page, version):
 ])
 def test_stats_page_result_codes(stats_page, version, post, error, words):
     page = stats_page(version, post=post)
-    client = haproxy.StatsPage(page.url, "admin", "secret")
+    client = haproxy_stats.StatsPage(page.url, "admin", "secret")
     with pytest.raises(error, match=words):
         client.set_state("app", "web3", "drained")
 
@@ -886,25 +886,25 @@ def test_stats_page_result_codes(stats_page, version, post, error, words):
 def test_stats_page_wrong_password(stats_page, version):
     page = stats_page(version, get="stats_page_post_wrong_password.txt")
     with pytest.raises(core.AuthRefusedError, match="user admin was refused"):
-        haproxy.StatsPage(page.url, "admin", "wrong").servers()
+        haproxy_stats.StatsPage(page.url, "admin", "wrong").servers()
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_stats_page_without_credentials(stats_page, version):
     page = stats_page(version, get="stats_page_csv_unauthorized.txt")
     with pytest.raises(core.AuthRefusedError, match="set stats_user"):
-        haproxy.StatsPage(page.url).servers()
+        haproxy_stats.StatsPage(page.url).servers()
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_stats_page_unknown_backend(stats_page, version):
     page = stats_page(version)
     with pytest.raises(core.NotFoundError, match="backend nosuch: not found"):
-        haproxy.StatsPage(page.url, "admin", "secret").servers(["nosuch"])
+        haproxy_stats.StatsPage(page.url, "admin", "secret").servers(["nosuch"])
 
 
 def test_stats_page_cannot_set_weight_or_select_by_address():
-    backend = haproxy.HAProxyBackend(haproxy.StatsPage("http://127.0.0.1:1/stats", "a", "b"))
+    backend = haproxy.HAProxyBackend(haproxy_stats.StatsPage("http://127.0.0.1:1/stats", "a", "b"))
     with pytest.raises(core.InvalidInputError, match="cannot change weights"):
         core.run(backend, Request("present", haproxy.selector_from("web1"), weight=5))
     with pytest.raises(core.InvalidInputError, match="does not show server addresses"):
@@ -917,19 +917,19 @@ def test_stats_page_unreachable():
     port = probe.getsockname()[1]
     probe.close()
     with pytest.raises(core.UnreachableError, match="cannot connect"):
-        haproxy.StatsPage("http://127.0.0.1:%d/stats" % port, timeout=1).servers()
+        haproxy_stats.StatsPage("http://127.0.0.1:%d/stats" % port, timeout=1).servers()
 
 
 @pytest.mark.parametrize("url", ["ftp://lb/stats", "lb:8404/stats", "http:///stats"])
 def test_stats_page_bad_url(url):
     with pytest.raises(core.InvalidInputError):
-        haproxy.StatsPage(url)
+        haproxy_stats.StatsPage(url)
 
 
 def test_transport_choice():
     assert isinstance(haproxy.transport_from(), haproxy.RuntimeAPI)
     assert haproxy.transport_from().target == haproxy.DEFAULT_SOCKET
-    assert isinstance(haproxy.transport_from(stats_url="http://lb/stats"), haproxy.StatsPage)
+    assert isinstance(haproxy.transport_from(stats_url="http://lb/stats"), haproxy_stats.StatsPage)
     assert isinstance(haproxy.transport_from(socket="/x.sock", stats_url="http://lb/stats"), haproxy.RuntimeAPI)
 
 
@@ -1126,7 +1126,7 @@ backend off
 
 
 def parsed(text_=CONFIG):
-    return haproxy.ServerStateConfig.parse([("/etc/haproxy/haproxy.cfg", text_)])
+    return haproxy_files.ServerStateConfig.parse([("/etc/haproxy/haproxy.cfg", text_)])
 
 
 @pytest.mark.parametrize("backend,path,why", [
@@ -1151,7 +1151,7 @@ def test_config_directory_reads_cfg_files_in_order(tmp_path):
     (tmp_path / "20-backends.cfg").write_text("backend app\n")
     (tmp_path / "10-global.cfg").write_text("global\n server-state-file /s\ndefaults\n load-server-state-from-file global\n")
     (tmp_path / "notes.txt").write_text("backend ignored\n")
-    config = haproxy.ServerStateConfig.parse(haproxy.config_files([str(tmp_path)]))
+    config = haproxy_files.ServerStateConfig.parse(haproxy_files.config_files([str(tmp_path)]))
     assert config.files == [str(tmp_path / "10-global.cfg"), str(tmp_path / "20-backends.cfg")]
     assert config.loaded_file("app") == ("/s", None)
     assert "ignored" not in config.backends
@@ -1168,12 +1168,12 @@ def test_config_directory_reads_cfg_files_in_order(tmp_path):
     (["/usr/bin/python3", "-f", "/etc/haproxy/haproxy.cfg"], None),
 ])
 def test_config_paths_from_a_command_line(argv, paths):
-    assert haproxy.config_paths_from_argv(argv) == paths
+    assert haproxy_files.config_paths_from_argv(argv) == paths
 
 
 def test_running_config_paths_of_a_process_that_is_not_haproxy():
-    assert haproxy.running_config_paths(os.getpid()) is None
-    assert haproxy.running_config_paths(2 ** 30) is None
+    assert haproxy_files.running_config_paths(os.getpid()) is None
+    assert haproxy_files.running_config_paths(2 ** 30) is None
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -1185,7 +1185,7 @@ def test_save_writes_what_haproxy_loads_atomically(fake, version, tmp_path):
     target = tmp_path / "server-state"
     target.write_text("old\n")
     os.chmod(str(target), 0o600)
-    haproxy.save_server_states(api, {str(target): None, str(tmp_path / "app"): "app"})
+    haproxy_files.save_server_states(api, {str(target): None, str(tmp_path / "app"): "app"})
     assert target.read_bytes() == state and os.stat(str(target)).st_mode & 0o777 == 0o600
     assert (tmp_path / "app").read_bytes() == fixture(version, "show_servers_state_app.txt")
     assert os.stat(str(tmp_path / "app")).st_mode & 0o777 == 0o644
@@ -1228,7 +1228,7 @@ def test_save_state_into_a_missing_directory_fails_before_writing(fake, tmp_path
 
 
 def test_save_state_needs_the_runtime_api():
-    backend = haproxy.HAProxyBackend(haproxy.StatsPage("http://127.0.0.1:1/stats"), save_state=True)
+    backend = haproxy.HAProxyBackend(haproxy_stats.StatsPage("http://127.0.0.1:1/stats"), save_state=True)
     with pytest.raises(core.InvalidInputError, match="the stats page cannot read 'show servers state'"):
         core.run(backend, Request("drained", haproxy.selector_from("web3")))
 
@@ -1259,7 +1259,7 @@ def agent_backend(fake, version, tmp_path, disabled=False):
     state = "show_servers_state_agent_disabled.txt" if disabled else "show_servers_state_agent.txt"
     server = fake({READ_APP: fixture(version, state) + fixture(version, "show_stat_agent.txt"),
                    "show cli level": b"\n[6]: admin\n\n"})
-    memory = haproxy.AgentMemory(str(tmp_path / "lib" / "agents.json"))
+    memory = haproxy_files.AgentMemory(str(tmp_path / "lib" / "agents.json"))
     return haproxy.HAProxyBackend(haproxy.RuntimeAPI(server.path, timeout=2), agent_memory=memory), server, memory
 
 
@@ -1307,14 +1307,14 @@ def test_an_agent_disabled_by_someone_else_is_left_alone(fake, version, tmp_path
 def test_agent_memory_that_cannot_be_written_fails_before_any_write(fake, tmp_path):
     backend, server, _memory = agent_backend(fake, "2.6", tmp_path)
     (tmp_path / "file").write_text("")
-    backend.agents = haproxy.AgentMemory(str(tmp_path / "file" / "agents.json"))
+    backend.agents = haproxy_files.AgentMemory(str(tmp_path / "file" / "agents.json"))
     with pytest.raises(core.CommandError, match="^agent_memory .*: its directory cannot be created"):
         core.run(backend, Request("drained", haproxy.selector_from("web3"), containers=["app"], wait=False))
     assert server.writes == []
 
 
 def test_agent_memory_survives_a_damaged_file(tmp_path):
-    memory = haproxy.AgentMemory(str(tmp_path / "agents.json"), clock=lambda: 1700000000)
+    memory = haproxy_files.AgentMemory(str(tmp_path / "agents.json"), clock=lambda: 1700000000)
     (tmp_path / "agents.json").write_text("{not json")
     assert not memory.holds("k")
     memory.remember(["k", "j"])
