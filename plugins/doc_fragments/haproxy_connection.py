@@ -72,7 +72,6 @@ options:
         C(load-server-state-from-file) and C(server-state-file-name).
       - Not set, the files the running HAProxy was started with (its C(-f) arguments, read from
         C(/proc/<pid>/cmdline) of the process answering O(socket)), else V(/etc/haproxy/haproxy.cfg).
-      - If not set, the environment variable E(HAPROXY_CONFIG) is used.
     type: list
     elements: path
 """

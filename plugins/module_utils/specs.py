@@ -64,7 +64,7 @@ HAPROXY_CONNECTION_ARGS = dict(
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["HAPROXY_VALIDATE_CERTS"])),
     timeout=dict(type="float", default=5.0),
     master_socket=dict(type="str", fallback=(env_fallback, ["HAPROXY_MASTER_SOCKET"])),
-    config=dict(type="list", elements="path", fallback=(env_fallback, ["HAPROXY_CONFIG"])),
+    config=dict(type="list", elements="path"),
 )
 HAPROXY_CONNECTION_RULES = dict(
     mutually_exclusive=[["socket", "stats_url"]],
