@@ -71,7 +71,9 @@ options:
         are read in lexical order, as HAProxy does), read for C(server-state-file), C(server-state-base),
         C(load-server-state-from-file) and C(server-state-file-name).
       - Not set, the files the running HAProxy was started with (its C(-f) arguments, read from
-        C(/proc/<pid>/cmdline) of the process answering O(socket)), else V(/etc/haproxy/haproxy.cfg).
+        C(/proc/<pid>/cmdline) of the process answering O(socket)), else, for a unix O(socket),
+        V(/etc/haproxy/haproxy.cfg). Over a TCP socket or O(stats_url) nothing is guessed, since that may be
+        another host's HAProxy.
     type: list
     elements: path
 """

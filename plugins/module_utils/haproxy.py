@@ -92,6 +92,7 @@ CHK_ENABLED = 0x04
 
 STATE_COMMANDS = {"present": "ready", "drained": "drain", "absent": "maint"}
 
+
 # --------------------------------------------------------------------------
 # Input validation (no I/O)
 # --------------------------------------------------------------------------
@@ -988,8 +989,11 @@ class HAProxyBackend(Backend):
     def _member(self, record):
         key = (record["backend"], record["name"])
         state = record["state"]
-        if key in self._escalated and state == "absent":
-            state = "drained"           # this run's own step of the drain (see _escalate)
+        if key in self._escalated:
+            if state == "absent":
+                state = "drained"       # this run's own step of the drain (see _escalate)
+            else:
+                self._escalated.discard(key)    # put back to DRAIN by someone: the ladder starts over
         sessions = record["sessions"] + record["queued"] + record.get("old_sessions", 0)
         details = dict(
             backend=record["backend"],
@@ -1271,19 +1275,33 @@ class HAProxyBackend(Backend):
     def _server_state_config(self):
         """(configuration paths, ServerStateConfig or None, why not), read once."""
         if self._config is None:
-            paths = self.config
+            paths = self.config or self._running_config()
             if not paths:
-                try:
-                    pid = _int(self.transport.info().get("Pid"), None)
-                except LBError:
-                    pid = None
-                paths = (running_config_paths(pid) if pid else None) or [DEFAULT_CONFIG]
+                self._config = ([], None, "HAProxy's configuration is not known where the module runs (%s is "
+                                          "not a local unix socket, and no HAProxy process answering it was "
+                                          "found here)" % self.transport.label)
+                return self._config
             try:
                 self._config = (paths, ServerStateConfig.parse(config_files(paths)), None)
             except (IOError, OSError) as error:
                 self._config = (paths, None, "config %s: cannot be read (%s)"
                                 % (getattr(error, "filename", None) or ", ".join(paths), _strerror(error)))
         return self._config
+
+    def _running_config(self):
+        """The files the HAProxy answering the socket was started with; else,
+        for a local unix socket, Debian's default path; else None (a TCP
+        socket or the stats page may well be another host's)."""
+        try:
+            pid = _int(self.transport.info().get("Pid"), None)
+        except LBError:
+            pid = None
+        running = running_config_paths(pid) if pid else None
+        if running:
+            return running
+        if isinstance(self.transport, RuntimeAPI) and not self.transport.tcp:
+            return [DEFAULT_CONFIG]
+        return None
 
     def _state_files(self, backends):
         """{server-state-file: backend (its own file) or None (global)} that

@@ -1246,6 +1246,12 @@ def test_server_state_report(fake, tmp_path):
     missing = haproxy.HAProxyBackend(backend.transport, config=str(tmp_path / "nosuch.cfg"))
     report = missing.server_state_report(["app"])
     assert report["kept_on_reload"] is None and "cannot be read (No such file or directory)" in report["reason"]
+    # A stats page (or TCP socket) may be another host's: no local file is guessed.
+    remote = haproxy.HAProxyBackend(ScriptedTransport())
+    remote.transport.info = lambda: {}
+    report = remote.server_state_report(["app"])
+    assert report["config"] == [] and report["kept_on_reload"] is None
+    assert report["reason"].startswith("HAProxy's configuration is not known where the module runs")
 
 
 # --------------------------------------------------------------------------
@@ -1406,6 +1412,27 @@ def test_persistent_arrivals_and_the_grace_period(tmp_path):
     assert entry["persistent_arrivals"] >= 5
     assert 2.0 <= result["waited"] < 3.0 and result["reasserted"] == 0
     assert not result["warnings"]
+
+
+def test_the_ladder_starts_over_when_someone_undoes_the_maintenance():
+    transport = ScriptedTransport(sessions=1)
+    clock = FakeClock()
+    undone = []
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        record = transport.records[0]
+        if record["state"] == "absent" and not undone:
+            undone.append(clock.now)            # an operator: "state ready"
+            transport.web3(admin_state=0, state="present", status="UP")
+        elif record["state"] == "absent":
+            transport.web3(sessions=0)
+    request = Request("drained", haproxy.selector_from("web3"), containers=["app"], wait_timeout=10,
+                      options=dict(persistence_grace=1.0))
+    result = core.run(haproxy.HAProxyBackend(transport, clock=clock), request, clock=clock, sleep=sleep)
+    assert transport.writes == ["app/web3 drained", "app/web3 absent", "app/web3 drained", "app/web3 absent"]
+    assert result["reasserted"] == 1
+    assert result["members"][0]["drain_ended_by"] == "maintenance"
 
 
 def test_persistence_without_a_grace_period_is_warned_about():
