@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""How soon does a drain return once the last session is gone?
+"""How soon does a drain return once the last session is gone, and what does
+one ad-hoc toggle cost?
 
 Starts a real HAProxy (lab/haproxy_lab.py), holds a request open through it
 to app/web3, starts a drain (the module file run directly by its own venv's
@@ -8,8 +9,8 @@ Python, as Ansible's module runner does, so Ansible's start-up and tear-down
 after a random delay, and measures how long after that moment the module
 returns.  Compared, in the same run and against the same HAProxy:
 
-* ours:  ``gentle.lb.haproxy_member state=drained`` (default poll_interval 0.5,
-         and poll_interval 0.1 for reference)
+* ours:  ``gentle.lb.haproxy_member state=drained`` (default poll_interval 0.2,
+         and poll_interval 0.05 for reference)
 * peer:  ``community.general.haproxy state=drain wait=true drain=true`` from
          PyPI's ``ansible`` package in .venv-peers (lab/peers/setup.sh), at its
          default ``wait_interval`` (5 s) and at its smallest (1 s).
@@ -17,21 +18,33 @@ returns.  Compared, in the same run and against the same HAProxy:
          ``state=drain wait=true`` alone it returns as soon as the status reads
          DRAIN, while the session is still open -- shown once, as "early".)
 
-Also prints the wall time of one ad-hoc toggle (``ansible localhost -m ...``,
-drain of an idle server) for both.  Numbers, not assertions: this is a benchmark, not a test.
+Then one ad-hoc toggle (``ansible localhost -m ...``, drain of an idle server)
+for both, interleaved, as wall time and as CPU time (user + system of every
+process of the call: the controller and the module), split into the module
+side (the AnsiballZ payload Ansible built, executed directly) and the rest
+(the controller: start-up, plugin loading, building the payload).  CPU time is
+what a busy machine distorts least.  If the two venvs run different
+ansible-core versions, the peer's collection is run under ours, so that both
+sides of the comparison use the same ansible-core.
 
-    python3 bench/haproxy_drain.py [--version 2.6|3.0] [--runs 5] [--seed 1]
+Numbers, not assertions: this is a benchmark, not a test.
+
+    python3 bench/haproxy_drain.py [--version 2.6|3.0|3.2] [--runs 5] [--toggles 7] [--seed 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import random
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,7 +65,17 @@ def ensure_collection_link():
         link.symlink_to(REPO)
 
 
-def env_for(venv: Path, collections: Path | None) -> dict:
+def ansible_core_version(venv: Path) -> str:
+    return subprocess.run([str(venv / "bin" / "python"), "-c", "from ansible.release import __version__; "
+                           "print(__version__)"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def site_packages(venv: Path) -> str:
+    return subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def env_for(venv: Path, collections: Path | str | None) -> dict:
     env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=str(venv / "bin" / "python"),
                ANSIBLE_HOST_KEY_CHECKING="false", ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
@@ -76,6 +99,7 @@ class Tool:
         self.venv = venv
         self.module = module
         self.args = args
+        self.collections = collections
         self.env = env_for(venv, collections)
         self.module_env = dict(self.env)
         if collections:
@@ -92,19 +116,23 @@ class Tool:
 def tools(lab: HAProxyLab) -> dict[str, Tool]:
     sock = lab.admin_socket
     peer = dict(socket=sock, backend="app", host="web3", state="drain", wait=True, drain=True)
+    # Same ansible-core for both sides: if the peers' venv has another one, its
+    # collections run under ours.
+    peer_venv, peer_collections = PEERS_VENV, None
+    if ansible_core_version(PEERS_VENV) != ansible_core_version(OURS_VENV):
+        peer_venv, peer_collections = OURS_VENV, site_packages(PEERS_VENV)
+    ours = dict(socket=sock, backend="app", server="web3", state="drained")
     return {
-        "ours": Tool("gentle.lb.haproxy_member state=drained (poll_interval 0.5, default)", OURS_VENV,
-                     "gentle.lb.haproxy_member", dict(socket=sock, backend="app", server="web3", state="drained"),
-                     COLLECTIONS),
-        "ours01": Tool("gentle.lb.haproxy_member state=drained poll_interval=0.1", OURS_VENV,
-                       "gentle.lb.haproxy_member", dict(socket=sock, backend="app", server="web3",
-                                                        state="drained", poll_interval=0.1), COLLECTIONS),
+        "ours": Tool("gentle.lb.haproxy_member state=drained (poll_interval 0.2, default)", OURS_VENV,
+                     "gentle.lb.haproxy_member", ours, COLLECTIONS),
+        "ours005": Tool("gentle.lb.haproxy_member state=drained poll_interval=0.05", OURS_VENV,
+                        "gentle.lb.haproxy_member", dict(ours, poll_interval=0.05), COLLECTIONS),
         "peer": Tool("community.general.haproxy state=drain wait=true drain=true (wait_interval 5, default)",
-                     PEERS_VENV, "community.general.haproxy", peer),
+                     peer_venv, "community.general.haproxy", peer, peer_collections),
         "peer1": Tool("community.general.haproxy state=drain wait=true drain=true wait_interval=1 (its minimum)",
-                      PEERS_VENV, "community.general.haproxy", dict(peer, wait_interval=1)),
+                      peer_venv, "community.general.haproxy", dict(peer, wait_interval=1), peer_collections),
         "early": Tool("community.general.haproxy state=drain wait=true (no drain: true)",
-                      PEERS_VENV, "community.general.haproxy", dict(peer, drain=False)),
+                      peer_venv, "community.general.haproxy", dict(peer, drain=False), peer_collections),
     }
 
 
@@ -158,22 +186,59 @@ def one_drain(lab: HAProxyLab, tool: Tool, hold_for: float) -> tuple[float, floa
     return ended - released, ended - started
 
 
-def one_toggle(lab: HAProxyLab, tool: Tool) -> float:
-    restore(lab)
+def timed(command: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and all its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    proc = subprocess.run(tool.adhoc, env=tool.env, capture_output=True, text=True, cwd=REPO, timeout=300)
-    elapsed = time.monotonic() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{tool.label} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return elapsed
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0 or '"failed": true' in proc.stdout:
+        raise RuntimeError(f"{command[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def payload_of(lab: HAProxyLab, tool: Tool) -> str:
+    """The AnsiballZ file Ansible builds for this toggle, kept for direct runs."""
+    keep = tempfile.mkdtemp(prefix="bench-ansiballz-")
+    restore(lab)
+    timed(tool.adhoc, dict(tool.env, ANSIBLE_KEEP_REMOTE_FILES="1", ANSIBLE_REMOTE_TMP=keep))
+    (path,) = glob.glob(keep + "/**/AnsiballZ_*.py", recursive=True)
+    return path
+
+
+def toggles(lab: HAProxyLab, both: dict[str, Tool], rounds: int) -> dict[str, dict[str, float]]:
+    """Medians per tool: ad-hoc wall and CPU, module-side wall and CPU,
+    interleaved so that a busy moment of the machine hits both alike."""
+    payloads = dict((key, payload_of(lab, tool)) for key, tool in both.items())
+    samples = dict((key, []) for key in both)
+    try:
+        for _round in range(rounds):
+            for key, tool in both.items():
+                restore(lab)
+                adhoc = timed(tool.adhoc, tool.env)
+                restore(lab)
+                module = timed([str(tool.venv / "bin" / "python"), payloads[key]], tool.env)
+                samples[key].append(adhoc + module)
+    finally:
+        sizes = dict((key, os.path.getsize(path)) for key, path in payloads.items())
+        for path in payloads.values():
+            shutil.rmtree(Path(path).parents[1], ignore_errors=True)
+    medians = {}
+    for key, rows in samples.items():
+        columns = list(zip(*rows))
+        medians[key] = dict(wall=statistics.median(columns[0]), cpu=statistics.median(columns[1]),
+                            module_wall=statistics.median(columns[2]), module_cpu=statistics.median(columns[3]),
+                            payload=sizes[key])
+    return medians
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", default="2.6", choices=["2.6", "3.0"])
+    parser.add_argument("--version", default="2.6", choices=["2.6", "3.0", "3.2"])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--toggles", type=int, default=5, help="ad-hoc toggles per tool (median)")
+    parser.add_argument("--toggles", type=int, default=7, help="ad-hoc toggles per tool (median)")
     args = parser.parse_args(argv)
     if not (PEERS_VENV / "bin" / "ansible").exists():
         print(f"{PEERS_VENV} is missing: run lab/peers/setup.sh first", file=sys.stderr)
@@ -186,11 +251,12 @@ def main(argv=None) -> int:
 
     with HAProxyLab(version=args.version) as lab:
         lab.wait_servers_up()
-        print(f"HAProxy {lab.version}; {args.runs} runs per tool; hold times "
-              + ", ".join(f"{h:.2f}" for h in holds) + " s")
         all_tools = tools(lab)
+        print(f"HAProxy {lab.version}; ansible-core {ansible_core_version(OURS_VENV)} (ours), "
+              f"{ansible_core_version(all_tools['peer'].venv)} (peer); {args.runs} runs per tool; hold times "
+              + ", ".join(f"{h:.2f}" for h in holds) + " s")
         lags: dict[str, list[float]] = {}
-        for key in ("ours", "ours01", "peer", "peer1"):
+        for key in ("ours", "ours005", "peer", "peer1"):
             tool = all_tools[key]
             lags[key] = []
             for hold in holds:
@@ -199,16 +265,14 @@ def main(argv=None) -> int:
             print(f"  {tool.label}:\n    returned after the last session closed: "
                   + ", ".join(f"{x:.3f}" for x in lags[key]) + " s")
         early, _wall = one_drain(lab, all_tools["early"], 2.0)
-        toggles = {}
-        for key in ("ours", "peer"):
-            toggles[key] = statistics.median(one_toggle(lab, all_tools[key]) for _ in range(args.toggles))
+        toggle = toggles(lab, dict(ours=all_tools["ours"], peer=all_tools["peer"]), args.toggles)
         restore(lab)
 
     ours = statistics.median(lags["ours"])
     print()
     print(f"median, from the last session closing to the module returning (HAProxy {args.version}):")
     print(f"  gentle.lb.haproxy_member            {ours:7.3f} s")
-    print(f"  gentle.lb.haproxy_member (0.1 s)    {statistics.median(lags['ours01']):7.3f} s")
+    print(f"  gentle.lb.haproxy_member (0.05 s)   {statistics.median(lags['ours005']):7.3f} s")
     for key, name in (("peer", "community.general.haproxy (5 s)"), ("peer1", "community.general.haproxy (1 s)")):
         peer = statistics.median(lags[key])
         print(f"  {name:<35}{peer:7.3f} s   ratio {peer / ours:6.1f}x")
@@ -218,10 +282,16 @@ def main(argv=None) -> int:
     else:
         print(f"  community.general.haproxy without drain: true returned {early:.3f} s after the session closed")
     print()
-    print(f"wall time of one ad-hoc toggle (ansible -m, drain of an idle server), median of {args.toggles}:")
-    print(f"  ansible -m gentle.lb.haproxy_member      {toggles['ours']:6.2f} s")
-    print(f"  ansible -m community.general.haproxy     {toggles['peer']:6.2f} s   ratio "
-          f"{toggles['peer'] / toggles['ours']:.2f}x")
+    print(f"one ad-hoc toggle (ansible -m, drain of an idle server), median of {args.toggles}, interleaved:")
+    print("                                     wall      cpu   module: wall   cpu   payload")
+    for key, name in (("ours", "gentle.lb.haproxy_member"), ("peer", "community.general.haproxy")):
+        t = toggle[key]
+        print(f"  {name:<28} {t['wall']:7.2f} s {t['cpu']:6.2f} s   {t['module_wall']:7.2f} s {t['module_cpu']:6.2f} s"
+              f"   {t['payload'] // 1024} KiB")
+    o, p = toggle["ours"], toggle["peer"]
+    print(f"  ours / peer: wall {o['wall'] / p['wall']:.2f}, cpu {o['cpu'] / p['cpu']:.2f} "
+          f"(module side {o['module_cpu'] - p['module_cpu']:+.3f} s cpu, controller side "
+          f"{(o['cpu'] - o['module_cpu']) - (p['cpu'] - p['module_cpu']):+.3f} s cpu)")
     return 0
 
 

@@ -6,6 +6,7 @@ parser unit tests (see tests/unit/fixtures/haproxy/README.md for the list).
 
     python3 lab/haproxy/capture_fixtures.py              # 2.6, 3.0 and 3.2
     python3 lab/haproxy/capture_fixtures.py --version 3.0
+    python3 lab/haproxy/capture_fixtures.py --only production   # lab C only
 
 Re-runnable: every file is rewritten.  Ports, pids, times and counters differ
 from run to run; shapes, columns, flags and messages do not.
@@ -328,14 +329,60 @@ def capture_states(c: Capture):
 
 
 # --------------------------------------------------------------------------
+# Lab C: production modes -- master-worker with an old worker, an agent check
+
+PRODUCTION = {
+    "app": {
+        "balance": "roundrobin",
+        "httpchk": "GET /health",
+        "default_server": FAST_CHECKS,
+        "servers": ["web1 check", "web2 check",
+                    {"name": "web3", "options": "check weight 10", "agent": "ready"}],
+    },
+}
 
 
-def capture_version(version: str) -> list[str]:
+def capture_production(c: Capture):
+    lab = c.lab
+    lab.agent("web3").wait_checks(1)
+    c.save("master_show_proc.txt", lab.master("show proc").encode())
+    c.save("master_unknown_command.txt", lab.master("show stat").encode())
+    c.save("master_unknown_pid.txt", lab.master("@!99999 show info").encode())
+    c.cli("show_servers_state_agent.txt", "show servers state app")
+    c.cli("show_stat_agent.txt", "show stat app 4 -1")
+    c.cli("state_and_stat_app.txt", SEV + "show servers state app; show stat app 4 -1")
+    c.cli("state_and_stat_unknown.txt", SEV + "show servers state nosuch; show stat nosuch 4 -1")
+    c.cli("agent_disable_ok.txt", SEV + "disable agent app/web3")
+    c.cli("show_servers_state_agent_disabled.txt", "show servers state app")
+    c.cli("err_agent_not_configured.txt", SEV + "disable agent app/web1")
+    c.cmd("enable agent app/web3")
+
+    held = lab.hold("web2", seconds=60)
+    reload = lab.reload("master-cli")
+    old = reload.old_pids[0]
+    c.save("master_show_proc_old_worker.txt", lab.master("show proc").encode())
+    c.save("master_old_worker_show_stat_app.txt", lab.send_worker(old, "show stat app 4 -1").encode())
+    c.save("master_old_worker_show_stat_unknown.txt", lab.send_worker(old, "show stat nosuch 4 -1").encode())
+    c.save("master_old_worker_shutdown_sessions.txt",
+           lab.send_worker(old, "shutdown sessions server app/web2").encode())
+    sessions = c.save("master_old_worker_show_sess.txt", lab.send_worker(old, "show sess").encode())
+    stream = next(line.split(":")[0] for line in sessions.decode().splitlines() if " srv=web2 " in line)
+    c.save("master_old_worker_shutdown_session.txt", lab.send_worker(old, "shutdown session %s" % stream).encode())
+    held.wait(5)
+    c.notes.append(f"the request held by old worker {old} ended with {held.status} / {held.error}")
+
+
+# --------------------------------------------------------------------------
+
+
+def capture_version(version: str, only=None) -> list[str]:
     outdir = FIXTURES / version
     outdir.mkdir(parents=True, exist_ok=True)
+    notes = []
+    if only == "production":              # just lab C's files, the others are kept
+        return capture_lab_c(version, outdir)
     for old in outdir.glob("*.txt"):      # no stale files from older runs
         old.unlink()
-    notes = []
     with HAProxyLab(version=version, backends=TOPOLOGY) as lab:
         lab.wait_servers_up()
         c = Capture(lab, outdir)
@@ -352,15 +399,25 @@ def capture_version(version: str) -> list[str]:
         c = Capture(lab, outdir)
         capture_states(c)
         notes += c.notes
-    return notes
+    return notes + capture_lab_c(version, outdir)
+
+
+def capture_lab_c(version: str, outdir: Path) -> list[str]:
+    with HAProxyLab(version=version, backends=PRODUCTION, master_worker=True) as lab:
+        lab.wait_servers_up()
+        c = Capture(lab, outdir)
+        capture_production(c)
+        return c.notes
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", nargs="+", default=["2.6", "3.0", "3.2"])
+    parser.add_argument("--only", choices=["production"],
+                        help="capture only lab C (master-worker, agent) and keep the other files")
     args = parser.parse_args(argv)
     for version in args.version:
-        notes = capture_version(version)
+        notes = capture_version(version, args.only)
         print(f"{version}: wrote {FIXTURES / version}")
         for note in notes:
             print(f"  {note}")

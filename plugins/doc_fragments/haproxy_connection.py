@@ -52,4 +52,28 @@ options:
       - Seconds to wait for HAProxy to answer one command or request.
     type: float
     default: 5
+  master_socket:
+    description:
+      - The master CLI of HAProxy in master-worker mode (the socket of C(haproxy -W -S <socket>), as the
+        packaged systemd units run it), a unix socket path or V(tcp://HOST:PORT). Used beside O(socket),
+        which must reach the same HAProxy (checked).
+      - After a reload the old worker keeps serving the connections it had, and O(socket) (served by the new
+        worker) no longer shows them. With O(master_socket), a server's sessions are counted in every live
+        worker (C(show proc), C(@!<pid> show stat)), RV(members[].workers) reports them per process, the wait of
+        M(gentle.lb.haproxy_member) for V(drained) and V(absent) lasts until the old workers' sessions are gone
+        too, and its O(gentle.lb.haproxy_member#module:on_timeout=force) ends them there as well
+        (C(@!<pid> shutdown session); old workers refuse C(shutdown sessions server)).
+      - If not set, the environment variable E(HAPROXY_MASTER_SOCKET) is used.
+    type: str
+  config:
+    description:
+      - HAProxy's configuration on the host the module runs on (files, or directories whose C(*.cfg) files
+        are read in lexical order, as HAProxy does), read for C(server-state-file), C(server-state-base),
+        C(load-server-state-from-file) and C(server-state-file-name).
+      - Not set, the files the running HAProxy was started with (its C(-f) arguments, read from
+        C(/proc/<pid>/cmdline) of the process answering O(socket)), else, for a unix O(socket),
+        V(/etc/haproxy/haproxy.cfg). Over a TCP socket or O(stats_url) nothing is guessed, since that may be
+        another host's HAProxy.
+    type: list
+    elements: path
 """

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import gc
 import os
 
 from ansible.module_utils.errors import AnsibleFallbackNotFound
@@ -62,6 +63,8 @@ HAPROXY_CONNECTION_ARGS = dict(
     stats_password=dict(type="str", no_log=True, fallback=(env_fallback, ["HAPROXY_STATS_PASSWORD"])),
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["HAPROXY_VALIDATE_CERTS"])),
     timeout=dict(type="float", default=5.0),
+    master_socket=dict(type="str", fallback=(env_fallback, ["HAPROXY_MASTER_SOCKET"])),
+    config=dict(type="list", elements="path"),
 )
 HAPROXY_CONNECTION_RULES = dict(
     mutually_exclusive=[["socket", "stats_url"]],
@@ -105,7 +108,8 @@ def haproxy_connection(params):
             stats_url = os.environ.get(HAPROXY_TRANSPORT_ENV["stats_url"]) or None
     return dict(socket=socket, stats_url=stats_url, stats_user=params.get("stats_user"),
                 stats_password=params.get("stats_password"),
-                validate_certs=params.get("validate_certs", True), timeout=params.get("timeout", 5.0))
+                validate_certs=params.get("validate_certs", True), timeout=params.get("timeout", 5.0),
+                master_socket=params.get("master_socket"), config=params.get("config"))
 
 
 def f5_connection(params):
@@ -142,11 +146,20 @@ def request_from_params(params, selectors, containers, weight=None, options=None
     )
 
 
+def _before_exit():
+    """The process ends right after the result is printed.  Python's final
+    garbage collection then walks every object ansible-core's imports made
+    (0.2-0.3 s of a module run on a busy 2-core machine, after the work is
+    done); frozen objects are skipped, and memory goes back with the process."""
+    gc.freeze()
+
+
 def exit_with(module, result):
     for warning in result.pop("warnings", []):
         module.warn(warning)
     if not module._diff:
         result.pop("diff", None)
+    _before_exit()
     module.exit_json(**result)
 
 
@@ -164,4 +177,5 @@ def fail_with(module, error):
         result["exception"] = error.traceback
     if not module._diff:
         result.pop("diff", None)
+    _before_exit()
     module.fail_json(msg=error.msg, **result)

@@ -80,6 +80,55 @@ options:
         options can be passed to the drain and the restore call. Still checked for range.
       - Not available through O(stats_url), because the stats page cannot change weights.
     type: raw
+  save_state:
+    description:
+      - After every change this call makes (drains, restores, re-assertions, the step of
+        O(persistence_grace)), write C(show servers state) to the server-state-file(s) HAProxy loads on a
+        reload, so that a reload (C(systemctl reload), a master CLI C(reload), C(-sf)) keeps the drain and
+        the weights. Written atomically (temporary file, fsync, rename) under a lock on its directory,
+        keeping the file's mode and owner.
+      - The files are found in O(config) - C(server-state-file) (under C(server-state-base)) for backends
+        with C(load-server-state-from-file global), the backend's own file for C(local) - unless
+        O(server_state_file) is given. A backend that loads no state file gets a warning; if none of the
+        backends in scope does, the call fails before writing anything.
+      - HAProxy loads the file at the reload, so anything changed after the last save is undone by it; that is
+        why the file is written after every change. M(gentle.lb.haproxy_member_info) tells whether this
+        HAProxy is configured to load it (RV(gentle.lb.haproxy_member_info#module:server_state)).
+      - Needs O(socket) (the stats page cannot read C(show servers state)) and write access to the file
+        (usually V(become=true)).
+    type: bool
+    default: false
+  server_state_file:
+    description:
+      - The file O(save_state) writes C(show servers state) (every backend) to, instead of the ones found in
+        O(config).
+    type: path
+  persistence_grace:
+    description:
+      - "The persistence ladder of V(drained): DRAIN keeps accepting persistent clients (a cookie, a stick
+        table, C(use-server)), so their sessions may never reach O(drain_threshold). After this many seconds
+        of waiting, a server that still holds sessions is put in maintenance (MAINT, C(set server B/S state
+        maint)), where HAProxy no longer honours persistence and sends those clients elsewhere; the sessions
+        already open go on. The wait goes on until O(wait_timeout), then O(on_timeout) applies."
+      - The server is reported as V(drained) (it is out of rotation either way, and the capacity guard counts
+        it the same), with C(MAINT) in RV(members[].status) and RV(members[].admin_flags), and
+        RV(members[].drain_ended_by) says which step ended its drain. Health checks pause in MAINT;
+        V(present) brings it back as from any other state.
+      - Not set, persistence is honoured until O(wait_timeout). Only for V(drained).
+    type: float
+  agent_memory:
+    description:
+      - The JSON file on the balancer that remembers which agent checks (C(agent-check)) this module disabled.
+      - An agent answering C(ready) cancels a DRAIN or MAINT set from the runtime API within one
+        C(agent-inter), and an agent's weight (C(up 100%)) overrides C(set weight). So V(drained) and
+        V(absent) first disable the agent of a server whose agent is enabled (C(disable agent B/S)) and
+        remember it here; V(present) enables exactly the agents remembered (C(enable agent B/S)) after the
+        server is READY, and leaves alone, with a warning, an agent that was disabled by someone else.
+      - Written (atomically, under a lock on its directory, which is created when missing) only when a server
+        in scope has an agent check.
+      - If not set, the environment variable E(GENTLE_LB_HAPROXY_AGENT_MEMORY) is used.
+    type: path
+    default: /var/lib/gentle.lb/haproxy-agents.json
 extends_documentation_fragment:
   - gentle.lb.haproxy_connection
   - gentle.lb.waiting
@@ -88,7 +137,19 @@ extends_documentation_fragment:
   - gentle.lb.action_group.HAPROXY
 notes:
   - Runtime changes are lost when HAProxy reloads, unless C(server-state-file) and
-    C(load-server-state-from-file) are configured.
+    C(load-server-state-from-file) are configured and the file holds the latest state (O(save_state)). A
+    drain undone by a reload during the wait is put back (see O(reassert)) with a warning that says HAProxy
+    was reloaded.
+  - "A reload leaves the old process (or old worker) serving the connections it had. Without O(master_socket)
+    they are not visible, and a reload seen during the wait is reported in a warning. With C(-sf) reloads
+    (no master) they cannot be reached at all."
+  - "V(present) is a health gate: leaving maintenance, HAProxy marks a checked server C(UP) at once with its
+    check health at C(rise) (C(UP 1/3) with C(fall 3)), and only a passing check raises it to C(UP); the wait
+    ends at C(UP). With C(fall 1) both read C(UP), so the module says so in a warning instead of pretending
+    a check passed. From DRAIN, checks never stopped, so C(UP) is the latest check's word."
+  - Servers whose sessions arrive through persistence are counted in RV(members[].persistent_arrivals)
+    (C(stot) grew, C(lbtot) did not, since a drained server is never chosen by the algorithm); a drain that ends
+    with such arrivals still coming gets a warning naming O(persistence_grace).
   - O(state=present) on a server that does not exist in a backend named in O(backend), with both O(server)
     and O(address) (as C(IP:PORT)) given, adds it as a dynamic server (C(add server), HAProxy 2.6 and
     later without experimental mode; 3.0 behaves the same). The backend must use a dynamic balance
@@ -156,6 +217,18 @@ EXAMPLES = r"""
     server: [web3, web4, web5]
     state: drained
     min_active: 50%
+
+- name: Drain on a production balancer (master-worker, state file, sticky sessions)
+  gentle.lb.haproxy_member:
+    socket: /run/haproxy/admin.sock
+    master_socket: /run/haproxy-master.sock   # counts what old workers still serve after a reload
+    save_state: true                          # a reload during the rollout keeps the drain
+    backend: app
+    server: web3
+    state: drained
+    persistence_grace: 120                    # then MAINT: cookies and stick tables stop pinning clients
+    wait_timeout: 600
+  become: true
 
 - name: Add web9 as a dynamic server (HAProxy 2.6+, dynamic balance algorithm)
   gentle.lb.haproxy_member:
@@ -269,6 +342,53 @@ members:
       description: The FQDN from the configuration, if the server was configured by name.
       type: str
       sample: null
+    check_rise:
+      description: The health check's C(rise) (null without a check).
+      type: int
+      sample: 2
+    check_fall:
+      description: The health check's C(fall) (null without a check); with V(1), V(present) cannot tell a
+        passing check after maintenance (see the notes).
+      type: int
+      sample: 3
+    agent_check:
+      description: Whether the server has an agent check (C(agent-check)).
+      type: bool
+      sample: false
+    agent_enabled:
+      description: Whether its agent check is enabled (null through the stats page, which does not show it).
+      type: bool
+      sample: null
+    agent_status:
+      description: The agent's last result (C(L7OK), C(L4CON), ...), null without an agent.
+      type: str
+      sample: null
+    workers:
+      description:
+        - With O(master_socket), the server's sessions (plus queue) per live HAProxy process, the current
+          worker first, then old workers still finishing connections after a reload. RV(members[].sessions)
+          is their sum.
+      returned: when master_socket is set
+      type: list
+      elements: dict
+      sample: [{"pid": 4242, "role": "current", "sessions": 0}, {"pid": 4100, "role": "old", "sessions": 1}]
+    persistent_arrivals:
+      description:
+        - For V(drained) and V(absent) once waiting began, the sessions that reached the server since this call
+          first read it without the load-balancing algorithm choosing it (C(stot) grew, C(lbtot) did not).
+          Each came through persistence (a cookie, a stick table) or a C(use-server) rule. Counted in the
+          current worker, across its restarts (a reload restarts the counters).
+      returned: when state is drained or absent and wait is true
+      type: int
+      sample: 0
+    drain_ended_by:
+      description:
+        - For V(drained) and V(absent) once waiting began, the step at which the server's sessions reached
+          O(drain_threshold) - V(drain) (in DRAIN), V(maintenance) (in MAINT, from V(absent) or after
+          O(persistence_grace)), V(force) (O(on_timeout=force)) - or null while they are still open.
+      returned: when state is drained or absent and wait is true
+      type: str
+      sample: drain
 waited:
   description: Seconds spent waiting for the goal.
   returned: always
@@ -316,7 +436,11 @@ def main():
         argument_spec=specs.argument_spec(
             dict(backend=dict(type="list", elements="str"), server=dict(type="list", elements="str"),
                  address=dict(type="list", elements="str"), weight=dict(type="raw"),
-                 state=dict(type="str", default="present", choices=list(member.STATES))),
+                 state=dict(type="str", default="present", choices=list(member.STATES)),
+                 save_state=dict(type="bool", default=False), server_state_file=dict(type="path"),
+                 persistence_grace=dict(type="float"),
+                 agent_memory=dict(type="path", default=haproxy.DEFAULT_AGENT_MEMORY,
+                                   fallback=(specs.env_fallback, ["GENTLE_LB_HAPROXY_AGENT_MEMORY"]))),
             specs.HAPROXY_CONNECTION_ARGS, specs.WAIT_ARGS, specs.GUARD_ARGS),
         required_one_of=[["server", "address"]],
         supports_check_mode=True,
@@ -324,8 +448,10 @@ def main():
     params = module.params
     try:
         selectors = haproxy.selectors_from(params["server"], params["address"])
-        backend = haproxy.HAProxyBackend(haproxy.transport_from(**specs.haproxy_connection(params)))
-        request = specs.request_from_params(params, selectors, params["backend"], weight=params["weight"])
+        backend = haproxy.backend_from(specs.haproxy_connection(params), params["save_state"],
+                                       params["server_state_file"], params["agent_memory"])
+        request = specs.request_from_params(params, selectors, params["backend"], weight=params["weight"],
+                                            options=dict(persistence_grace=params["persistence_grace"]))
         result = member.run(backend, request, check_mode=module.check_mode)
     except member.LBError as error:
         specs.fail_with(module, error)

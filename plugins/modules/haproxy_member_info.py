@@ -19,6 +19,7 @@ description:
   - The administrative state comes from C(show servers state) (its bitmask), the counters and the
     health view from C(show stat).
   - A socket at C(level operator) is enough.
+  - Also reports whether a reload keeps runtime states (RV(server_state)), from HAProxy's configuration.
 options:
   backend:
     description:
@@ -63,6 +64,17 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ servers.members | selectattr('name', 'equalto', 'web3') | selectattr('state', 'equalto', 'drained')
              | map(attribute='container') | list }}"
+
+- name: Warn before a rollout when a reload would undo the drains
+  gentle.lb.haproxy_member_info:
+    backend: app
+  register: lb
+- name: Reloads keep runtime states?
+  ansible.builtin.assert:
+    that: lb.server_state.kept_on_reload
+    fail_msg: "A reload of this HAProxy puts drained servers back: {{ lb.server_state.reason }}"
+    quiet: true
+  ignore_errors: true
 
 - name: Through the stats page
   gentle.lb.haproxy_member_info:
@@ -167,6 +179,64 @@ members:
       description: The FQDN from the configuration, if the server was configured by name.
       type: str
       sample: null
+    check_rise:
+      description: The health check's C(rise) (null without a check).
+      type: int
+      sample: 2
+    check_fall:
+      description: The health check's C(fall) (null without a check).
+      type: int
+      sample: 3
+    agent_check:
+      description: Whether the server has an agent check (C(agent-check)).
+      type: bool
+      sample: false
+    agent_enabled:
+      description: Whether its agent check is enabled (null through the stats page).
+      type: bool
+      sample: null
+    agent_status:
+      description: The agent's last result, null without an agent.
+      type: str
+      sample: null
+    workers:
+      description: With O(master_socket), the server's sessions (plus queue) per live HAProxy process, the
+        current worker first, then old workers still finishing connections after a reload.
+      returned: when master_socket is set
+      type: list
+      elements: dict
+      sample: [{"pid": 4242, "role": "current", "sessions": 0}, {"pid": 4100, "role": "old", "sessions": 1}]
+server_state:
+  description:
+    - Whether a reload of this HAProxy keeps the servers' runtime states (drains, maintenance, weights, disabled
+      agents), from its configuration (O(config)). It does when every backend in scope loads a state file
+      (C(load-server-state-from-file global) with a C(server-state-file) in global, or C(local)) - and that file
+      must then hold the latest state when the reload comes (O(gentle.lb.haproxy_member#module:save_state)).
+  returned: always
+  type: dict
+  contains:
+    config:
+      description: The configuration files read (or, if they could not be read, the paths tried).
+      type: list
+      elements: str
+      sample: [/etc/haproxy/haproxy.cfg]
+    file:
+      description: The global C(server-state-file), resolved against C(server-state-base); null if none.
+      type: str
+      sample: /var/lib/haproxy/server-state
+    load:
+      description: Per backend in scope, the file it loads its servers' states from on a reload, or null.
+      type: dict
+      sample: {"app": "/var/lib/haproxy/server-state", "api": null}
+    kept_on_reload:
+      description: V(true) if every backend in scope loads a state file, V(false) if one does not, null if the
+        configuration could not be read (for example a TCP socket of another host).
+      type: bool
+      sample: true
+    reason:
+      description: Why V(kept_on_reload) is not V(true), in a few words; null when it is.
+      type: str
+      sample: "backend api has no load-server-state-from-file"
 msg:
   description: How many servers were found where.
   returned: always
@@ -190,7 +260,7 @@ def main():
     params = module.params
     try:
         selectors = haproxy.selectors_from(params["server"], params["address"])
-        backend = haproxy.HAProxyBackend(haproxy.transport_from(**specs.haproxy_connection(params)))
+        backend = haproxy.backend_from(specs.haproxy_connection(params))
         backend.validate_scope(params["backend"], selectors)
         result = member.describe(backend, params["backend"], selectors)
     except member.LBError as error:

@@ -173,8 +173,7 @@ def test_runs_on_one_host_take_turns_and_never_cross_the_floor(race_lab, racers)
 @pytest.mark.parametrize("racers", [RACERS[:3], RACERS])
 def test_runs_on_different_hosts_repair_a_crossed_floor_at_once(race_lab, racers):
     restore(race_lab)
-    repair_bound = None
-    dips = []
+    dips, bounds = [], []
     for attempt in range(5):
         outcome, sampler = race(race_lab, racers, separate_locks=True)
         ok = [s for s, (kind, _t) in outcome.items() if kind == "ok"]
@@ -184,15 +183,15 @@ def test_runs_on_different_hosts_repair_a_crossed_floor_at_once(race_lab, racers
         assert in_rotation(race_lab) >= FLOOR, outcome
         # ...and any moment below it lasts no longer than the repair: each
         # colliding run re-reads and undoes its write (one read and one write),
-        # plus the sampler's own resolution.
-        if repair_bound is None:
-            per_exchange = exchange_seconds(race_lab)
-            repair_bound = len(racers) * 2 * per_exchange + 3 * SAMPLE_EVERY + 0.05
+        # plus the sampler's own resolution.  What an exchange costs is
+        # measured right after each round: on a shared machine it changes.
+        per_exchange = exchange_seconds(race_lab)
+        bounds.append(len(racers) * 2 * per_exchange + 3 * SAMPLE_EVERY + 0.05)
         dips.append(sampler.longest_below(FLOOR))
-        assert dips[-1] <= repair_bound, (dips, repair_bound, outcome)
+        assert dips[-1] <= bounds[-1], (dips, bounds, outcome)
         restore(race_lab)
-    print("racers=%d longest dip below the floor per round: %s (bound %.3fs)"
-          % (len(racers), ", ".join("%.3f" % d for d in dips), repair_bound))
+    print("racers=%d longest dip below the floor per round: %s (bounds %s)"
+          % (len(racers), ", ".join("%.3f" % d for d in dips), ", ".join("%.3f" % b for b in bounds)))
 
 
 # ---------------------------------------------------------------- a wait is for a state

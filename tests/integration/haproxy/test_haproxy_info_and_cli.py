@@ -27,9 +27,15 @@ def test_info_every_backend_never_frontends(lab):
         container="app", backend="app", name="web1", address=host, port=port, state="present", weight=1,
         sessions=0, current_sessions=0, queued=0, health="up", status="UP", admin_state=0, admin_flags=[],
         operational_state="running", check_status="L7OK", initial_weight=1, backup=False,
-        health_check=True, tracks=None, fqdn=None)
+        health_check=True, check_rise=1, check_fall=2, tracks=None, fqdn=None, agent_check=False,
+        agent_enabled=False, agent_status=None)
     trk1 = [m for m in result["members"] if m["name"] == "trk1"][0]
     assert trk1["tracks"] == "app/web2"
+    # The configuration HAProxy runs with (found from its pid) keeps no state across a reload.
+    state = result["server_state"]
+    assert state["config"] == [str(lab.config_path)] and state["file"] is None
+    assert state["kept_on_reload"] is False and state["load"]["app"] is None
+    assert "backend api has no load-server-state-from-file" in state["reason"]
 
 
 def test_info_reports_drain_that_show_stat_hides(lab):

@@ -65,12 +65,17 @@ def test_diff_only_in_diff_mode(lab, member):
 
 def test_present_waits_until_up_after_a_check(lab, member):
     lab.send("set server app/web3 state maint")
+    app = lab.app("web3")
+    checks_before = app.health_checks             # checks are paused in MAINT
     result = member(backend="app", server="web3", state="present")
     assert not result.failed, result
     entry = result["members"][0]
-    # Leaving MAINT, HAProxy shows "UP 1/2" until a check passes; we wait for "UP".
+    # Leaving MAINT, HAProxy shows "UP 1/2" until a check passes; we wait for "UP",
+    # so the server was not called usable before a check reached it.
     assert entry["status"] == "UP" and entry["health"] == "up"
+    assert app.health_checks > checks_before
     assert result["waited"] > 0
+    assert not result.get("warnings")
 
 
 def test_present_on_a_failing_server_times_out(lab, member):

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import json
 import os
 import socket
 import tempfile
@@ -21,7 +22,7 @@ import pytest
 
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from ansible_collections.gentle.lb.plugins.module_utils import haproxy
+from ansible_collections.gentle.lb.plugins.module_utils import haproxy, haproxy_files, haproxy_stats
 from ansible_collections.gentle.lb.plugins.module_utils import member as core
 from ansible_collections.gentle.lb.plugins.module_utils.member import Request
 
@@ -301,10 +302,18 @@ class FakeRuntimeAPI(object):
                     threading.Event().wait(2)
                     continue
                 command = line[len(haproxy.SEVERITY_PREFIX):] if line.startswith(haproxy.SEVERITY_PREFIX) else line
-                reply = self.replies.get(command, b"\n\n")
-                if callable(reply):
-                    reply = reply(command)
-                conn.sendall(reply)
+                # "a; b" runs both, as HAProxy does: one reply after the other
+                # (unless a reply to the whole line was captured).
+                if command in self.replies:
+                    conn.sendall(self._reply(command))
+                else:
+                    conn.sendall(b"".join(self._reply(part) for part in command.split("; ")))
+
+    def _reply(self, command):
+        reply = self.replies.get(command, b"\n\n")
+        if callable(reply):
+            reply = reply(command)
+        return reply
 
     def close(self):
         if self.stopping:
@@ -394,12 +403,15 @@ def test_runtime_api_info_replies_are_success(fake, version):
     assert api.execute("set").strip() == ""
 
 
-def test_one_command_per_connection(fake):
+def test_one_connection_per_backend_read(fake):
+    # State and counters in one line: one process answers both, even mid-reload.
     server = fake(lab_a_replies("2.6"))
     api = haproxy.RuntimeAPI(server.path)
-    api.servers(["app"])
+    records = api.servers(["app", "api"])
     assert server.connections == 2
-    assert server.commands == ["show servers state app", "show stat app 4 -1"]
+    assert server.commands == ["show servers state app; show stat app 4 -1",
+                               "show servers state api; show stat api 4 -1"]
+    assert [(r["backend"], r["name"]) for r in records][-2:] == [("api", "shared1"), ("api", "api1")]
 
 
 def test_level(fake):
@@ -762,8 +774,8 @@ def test_poll_narrows_to_the_backends_in_scope(fake, version):
     with pytest.raises(core.StateLostError, match="keeps changing it"):
         run(server, "drained", server="web3", wait=True, wait_timeout=5)
     polls = [c for c in server.commands if c.startswith(("show servers", "show stat"))]
-    assert polls[:2] == ["show servers state", "show stat -1 4 -1"]
-    assert polls[-2:] == ["show servers state app", "show stat app 4 -1"]
+    assert polls[0] == "show servers state; show stat -1 4 -1"
+    assert polls[-1] == "show servers state app; show stat app 4 -1"
 
 
 def test_haproxy_dies_mid_wait(fake):
@@ -846,7 +858,7 @@ def stats_page():
 @pytest.mark.parametrize("version", VERSIONS)
 def test_stats_page_drain_posts_the_admin_form(stats_page, version):
     page = stats_page(version)
-    backend = haproxy.HAProxyBackend(haproxy.StatsPage(page.url, "admin", "secret"))
+    backend = haproxy.HAProxyBackend(haproxy_stats.StatsPage(page.url, "admin", "secret"))
     request = Request("drained", haproxy.selector_from("web3"), containers=["app"], wait=False)
     result = core.run(backend, request)
     assert result["changed"] is True
@@ -865,7 +877,7 @@ def test_stats_page_drain_posts_the_admin_form(stats_page, version):
 ])
 def test_stats_page_result_codes(stats_page, version, post, error, words):
     page = stats_page(version, post=post)
-    client = haproxy.StatsPage(page.url, "admin", "secret")
+    client = haproxy_stats.StatsPage(page.url, "admin", "secret")
     with pytest.raises(error, match=words):
         client.set_state("app", "web3", "drained")
 
@@ -874,25 +886,25 @@ def test_stats_page_result_codes(stats_page, version, post, error, words):
 def test_stats_page_wrong_password(stats_page, version):
     page = stats_page(version, get="stats_page_post_wrong_password.txt")
     with pytest.raises(core.AuthRefusedError, match="user admin was refused"):
-        haproxy.StatsPage(page.url, "admin", "wrong").servers()
+        haproxy_stats.StatsPage(page.url, "admin", "wrong").servers()
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_stats_page_without_credentials(stats_page, version):
     page = stats_page(version, get="stats_page_csv_unauthorized.txt")
     with pytest.raises(core.AuthRefusedError, match="set stats_user"):
-        haproxy.StatsPage(page.url).servers()
+        haproxy_stats.StatsPage(page.url).servers()
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_stats_page_unknown_backend(stats_page, version):
     page = stats_page(version)
     with pytest.raises(core.NotFoundError, match="backend nosuch: not found"):
-        haproxy.StatsPage(page.url, "admin", "secret").servers(["nosuch"])
+        haproxy_stats.StatsPage(page.url, "admin", "secret").servers(["nosuch"])
 
 
 def test_stats_page_cannot_set_weight_or_select_by_address():
-    backend = haproxy.HAProxyBackend(haproxy.StatsPage("http://127.0.0.1:1/stats", "a", "b"))
+    backend = haproxy.HAProxyBackend(haproxy_stats.StatsPage("http://127.0.0.1:1/stats", "a", "b"))
     with pytest.raises(core.InvalidInputError, match="cannot change weights"):
         core.run(backend, Request("present", haproxy.selector_from("web1"), weight=5))
     with pytest.raises(core.InvalidInputError, match="does not show server addresses"):
@@ -905,17 +917,581 @@ def test_stats_page_unreachable():
     port = probe.getsockname()[1]
     probe.close()
     with pytest.raises(core.UnreachableError, match="cannot connect"):
-        haproxy.StatsPage("http://127.0.0.1:%d/stats" % port, timeout=1).servers()
+        haproxy_stats.StatsPage("http://127.0.0.1:%d/stats" % port, timeout=1).servers()
 
 
 @pytest.mark.parametrize("url", ["ftp://lb/stats", "lb:8404/stats", "http:///stats"])
 def test_stats_page_bad_url(url):
     with pytest.raises(core.InvalidInputError):
-        haproxy.StatsPage(url)
+        haproxy_stats.StatsPage(url)
 
 
 def test_transport_choice():
     assert isinstance(haproxy.transport_from(), haproxy.RuntimeAPI)
     assert haproxy.transport_from().target == haproxy.DEFAULT_SOCKET
-    assert isinstance(haproxy.transport_from(stats_url="http://lb/stats"), haproxy.StatsPage)
+    assert isinstance(haproxy.transport_from(stats_url="http://lb/stats"), haproxy_stats.StatsPage)
     assert isinstance(haproxy.transport_from(socket="/x.sock", stats_url="http://lb/stats"), haproxy.RuntimeAPI)
+
+
+# --------------------------------------------------------------------------
+# Production HAProxy: one read per backend, the master CLI and old workers
+# (lab C of the fixtures: master-worker, a reload holding a request on
+# app/web2 in the old worker, an agent check on app/web3)
+# --------------------------------------------------------------------------
+
+def production_pids(version):
+    procs = haproxy.parse_show_proc(text(version, "master_show_proc_old_worker.txt"))
+    current = [p["pid"] for p in procs if p["role"] == "current"][0]
+    old = [p["pid"] for p in procs if p["role"] == "old"][0]
+    return current, old
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_show_proc_before_and_after_a_reload(version):
+    before = haproxy.parse_show_proc(text(version, "master_show_proc.txt"))
+    assert [(p["type"], p["role"], p["reloads"]) for p in before] == [
+        ("master", "master", 0), ("worker", "current", 0)]
+    after = haproxy.parse_show_proc(text(version, "master_show_proc_old_worker.txt"))
+    assert [(p["type"], p["role"]) for p in after] == [
+        ("master", "master"), ("worker", "current"), ("worker", "old")]
+    assert after[0]["reloads"] == 1 and after[2]["reloads"] == 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_show_proc_refuses_a_stats_socket_reply(version):
+    with pytest.raises(core.CommandError, match="master_socket"):
+        haproxy.parse_show_proc(text(version, "show_info.txt"))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_show_sess_finds_the_old_workers_stream(version):
+    streams = haproxy.parse_show_sess(text(version, "master_old_worker_show_sess.txt"))
+    held = [s for s in streams if s[1:] == ("app", "web2")]
+    assert len(held) == 1 and held[0][0].startswith("0x")
+    assert all(s[1:] != ("app", "web3") for s in streams)      # the master's own CLI stream is listed too
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_agent_state_and_check_rise_fall(version):
+    enabled = haproxy.server_rows(haproxy.parse_servers_state(text(version, "show_servers_state_agent.txt")),
+                                  haproxy.parse_show_stat(text(version, "show_stat_agent.txt")))
+    disabled = haproxy.server_rows(
+        haproxy.parse_servers_state(text(version, "show_servers_state_agent_disabled.txt")),
+        haproxy.parse_show_stat(text(version, "show_stat_agent.txt")))
+    by_name = dict((r["name"], r) for r in enabled)
+    assert (by_name["web3"]["agent_check"], by_name["web3"]["agent_enabled"]) == (True, True)
+    assert by_name["web3"]["agent_status"] is not None
+    assert (by_name["web1"]["agent_check"], by_name["web1"]["agent_status"]) == (False, None)
+    assert (by_name["web1"]["check_rise"], by_name["web1"]["check_fall"]) == (1, 2)
+    assert dict((r["name"], r["agent_enabled"]) for r in disabled)["web3"] is False
+    assert fixture(version, "agent_disable_ok.txt") == b"\n\n"
+    # HAProxy accepts `disable agent` on a server without one: the module never sends it there.
+    assert fixture(version, "err_agent_not_configured.txt") == b"\n\n"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_state_and_stat_in_one_reply(fake, version):
+    server = fake({"show servers state app; show stat app 4 -1": fixture(version, "state_and_stat_app.txt"),
+                   "show servers state nosuch; show stat nosuch 4 -1": fixture(version, "state_and_stat_unknown.txt"),
+                   "show backend": fixture(version, "show_backend.txt")})
+    api = haproxy.RuntimeAPI(server.path)
+    records = api.servers(["app"])
+    assert [r["name"] for r in records] == ["web1", "web2", "web3"]
+    assert all(r["status"] and r["total_sessions"] is not None for r in records)
+    with pytest.raises(core.NotFoundError, match="backend nosuch: not found"):
+        api.servers(["nosuch"])
+
+
+def master_replies(version, **extra):
+    current, old = production_pids(version)
+    replies = {
+        "show proc": fixture(version, "master_show_proc_old_worker.txt"),
+        "@!%d show stat app 4 -1" % old: fixture(version, "master_old_worker_show_stat_app.txt"),
+        "@!%d show stat api 4 -1" % old: fixture(version, "master_old_worker_show_stat_unknown.txt"),
+        "@!%d show sess" % old: fixture(version, "master_old_worker_show_sess.txt"),
+        "@!%d shutdown sessions server app/web2" % old: fixture(version, "master_old_worker_shutdown_sessions.txt"),
+    }
+    replies.update(extra)
+    return replies
+
+
+def production_backend(fake, version, master_extra=None, info_pid=None, **runtime_extra):
+    current, old = production_pids(version)
+    runtime = fake(dict({
+        "show servers state app; show stat app 4 -1": fixture(version, "state_and_stat_app.txt"),
+        "show info": ("Name: HAProxy\nPid: %d\nUptime_sec: 5\n\n" % (info_pid or current)).encode(),
+        "show cli level": b"\n[6]: admin\n\n"}, **runtime_extra))
+    master = fake(master_replies(version, **(master_extra or {})))
+    backend = haproxy.HAProxyBackend(haproxy.RuntimeAPI(runtime.path, timeout=2),
+                                     master=haproxy.MasterCLI(master.path, timeout=2))
+    return backend, runtime, master
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_old_workers_sessions_are_counted_per_process(fake, version):
+    current, old = production_pids(version)
+    backend, _runtime, master = production_backend(fake, version)
+    members = dict((m.name, m) for m in backend.read(["app"]))
+    web2 = members["web2"]
+    assert web2.details["workers"] == [dict(pid=current, role="current", sessions=0),
+                                       dict(pid=old, role="old", sessions=1)]
+    assert web2.sessions == 1 and web2.details["current_sessions"] == 0
+    assert [w["role"] for w in members["web1"].details["workers"]] == ["current", "old"]
+    assert master.commands == ["show proc", "@!%d show stat app 4 -1" % old]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_backend_unknown_to_the_old_worker_and_a_worker_gone_count_nothing(fake, version):
+    current, old = production_pids(version)
+    backend, _runtime, _master = production_backend(
+        fake, version, master_extra={"@!%d show stat app 4 -1" % old: fixture(version, "master_unknown_pid.txt")})
+    web2 = [m for m in backend.read(["app"]) if m.name == "web2"][0]
+    assert web2.details["workers"] == [dict(pid=current, role="current", sessions=0)]
+    assert haproxy.MasterCLI(_master.path).worker(old, "show stat api 4 -1").startswith("No such proxy")
+
+
+def test_master_socket_of_another_haproxy_is_refused(fake):
+    backend, _runtime, _master = production_backend(fake, "3.2", info_pid=1)
+    with pytest.raises(core.InvalidInputError, match="point master_socket and socket at the same HAProxy"):
+        backend.read(["app"])
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_stats_socket_given_as_master_socket(fake, version):
+    server = fake({"show proc": fixture(version, "master_unknown_command.txt")})
+    with pytest.raises(core.CommandError, match="not at a stats socket"):
+        haproxy.MasterCLI(server.path).processes()
+    server = fake({"show proc": fixture(version, "show_info.txt")})
+    with pytest.raises(core.CommandError, match="point master_socket at the socket of haproxy's -S"):
+        haproxy.MasterCLI(server.path).processes()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_force_ends_the_old_workers_streams_one_by_one(fake, version):
+    current, old = production_pids(version)
+    backend, runtime, master = production_backend(fake, version)
+    web2 = [m for m in backend.read(["app"]) if m.name == "web2"][0]
+    stream = [s for s, b, n in haproxy.parse_show_sess(text(version, "master_old_worker_show_sess.txt"))
+              if (b, n) == ("app", "web2")][0]
+    note = backend.force([web2])
+    assert runtime.writes[-1] == "shutdown sessions server app/web2"
+    assert master.commands[-2:] == ["@!%d show sess" % old, "@!%d shutdown session %s" % (old, stream)]
+    assert note == ("'shutdown sessions server' sent for app/web2; 'shutdown session' sent for the sessions old "
+                    "workers held (1 in old worker %d)" % old)
+
+
+def test_master_cli_connection_errors_name_the_option(tmp_path):
+    missing = haproxy.MasterCLI(str(tmp_path / "master.sock"), timeout=1, sleep=lambda s: None)
+    with pytest.raises(core.UnreachableError, match=r"^master_socket .*master.sock: no such socket file; check the "
+                       r"path against the -S option of haproxy .*\(set master_socket or HAPROXY_MASTER_SOCKET\)$"):
+        missing.processes()
+
+
+# --------------------------------------------------------------------------
+# HAProxy's configuration and the server-state-file
+# --------------------------------------------------------------------------
+
+CONFIG = """
+global
+    stats socket /run/haproxy/admin.sock level admin   # comment
+    server-state-base /var/lib/haproxy
+    server-state-file "state"
+
+defaults
+    mode http
+    load-server-state-from-file global
+
+backend app
+    server web1 10.0.0.1:80 check
+
+defaults tcp
+    mode tcp
+
+backend db
+    server db1 10.0.0.2:5432
+
+backend own from named
+    load-server-state-from-file local
+    server-state-file-name /srv/own.state
+
+defaults named
+    load-server-state-from-file local
+
+listen api from named
+    server api1 10.0.0.3:80
+
+backend off
+    load-server-state-from-file none
+"""
+
+
+def parsed(text_=CONFIG):
+    return haproxy_files.ServerStateConfig.parse([("/etc/haproxy/haproxy.cfg", text_)])
+
+
+@pytest.mark.parametrize("backend,path,why", [
+    ("app", "/var/lib/haproxy/state", None),                     # from the first defaults section
+    ("db", None, "backend db has no load-server-state-from-file"),    # a new defaults section resets it
+    ("own", "/srv/own.state", None),                             # `from` a section named later: not found, own line
+    ("api", "/var/lib/haproxy/api", None),                       # local: the backend's name in the base
+    ("off", None, "backend off has no load-server-state-from-file"),
+    ("nosuch", None, "backend nosuch is not in /etc/haproxy/haproxy.cfg"),
+])
+def test_which_file_each_backend_loads_on_a_reload(backend, path, why):
+    assert parsed().loaded_file(backend) == (path, why)
+
+
+def test_relative_state_file_without_a_base_is_not_guessed():
+    config = parsed("global\n server-state-file state\ndefaults\n load-server-state-from-file global\nbackend b\n")
+    path, why = config.loaded_file("b")
+    assert path is None and "relative" in why
+
+
+def test_config_directory_reads_cfg_files_in_order(tmp_path):
+    (tmp_path / "20-backends.cfg").write_text("backend app\n")
+    (tmp_path / "10-global.cfg").write_text("global\n server-state-file /s\ndefaults\n load-server-state-from-file global\n")
+    (tmp_path / "notes.txt").write_text("backend ignored\n")
+    config = haproxy_files.ServerStateConfig.parse(haproxy_files.config_files([str(tmp_path)]))
+    assert config.files == [str(tmp_path / "10-global.cfg"), str(tmp_path / "20-backends.cfg")]
+    assert config.loaded_file("app") == ("/s", None)
+    assert "ignored" not in config.backends
+
+
+@pytest.mark.parametrize("argv,paths", [
+    (["/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/haproxy.cfg", "-p", "/run/haproxy.pid", "-S",
+      "/run/haproxy-master.sock"], ["/etc/haproxy/haproxy.cfg"]),
+    (["/lib/ld-linux-x86-64.so.2", "--library-path", "/x/lib", "/x/usr/sbin/haproxy", "-W", "-f", "/a.cfg",
+      "-f", "/conf.d", "-x", "sockpair@5", "-sf", "1234"], ["/a.cfg", "/conf.d"]),
+    (["haproxy", "-C", "/etc/haproxy", "-f", "haproxy.cfg"], ["/etc/haproxy/haproxy.cfg"]),
+    (["haproxy", "-db", "--", "/one.cfg", "/two.cfg"], ["/one.cfg", "/two.cfg"]),
+    (["haproxy", "-f", "relative.cfg"], None),
+    (["/usr/bin/python3", "-f", "/etc/haproxy/haproxy.cfg"], None),
+])
+def test_config_paths_from_a_command_line(argv, paths):
+    assert haproxy_files.config_paths_from_argv(argv) == paths
+
+
+def test_running_config_paths_of_a_process_that_is_not_haproxy():
+    assert haproxy_files.running_config_paths(os.getpid()) is None
+    assert haproxy_files.running_config_paths(2 ** 30) is None
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_save_writes_what_haproxy_loads_atomically(fake, version, tmp_path):
+    state = fixture(version, "show_servers_state.txt")
+    server = fake({"show servers state": state, "show servers state app": fixture(version,
+                                                                                  "show_servers_state_app.txt")})
+    api = haproxy.RuntimeAPI(server.path)
+    target = tmp_path / "server-state"
+    target.write_text("old\n")
+    os.chmod(str(target), 0o600)
+    haproxy_files.save_server_states(api, {str(target): None, str(tmp_path / "app"): "app"})
+    assert target.read_bytes() == state and os.stat(str(target)).st_mode & 0o777 == 0o600
+    assert (tmp_path / "app").read_bytes() == fixture(version, "show_servers_state_app.txt")
+    assert os.stat(str(tmp_path / "app")).st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app", "server-state"]     # no temporary left
+
+
+def state_backend(fake, tmp_path, config_text, **kwargs):
+    server = fake(lab_a_replies("2.6"))
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(config_text)
+    backend = haproxy.HAProxyBackend(haproxy.RuntimeAPI(server.path, timeout=2), config=str(cfg),
+                                     save_state=True, **kwargs)
+    return backend, server
+
+
+def test_save_state_after_each_change(fake, tmp_path):
+    backend, server = state_backend(
+        fake, tmp_path, "global\n server-state-file %s/state\ndefaults\n load-server-state-from-file global\n"
+                        "backend app\nbackend api\n" % tmp_path)
+    core.run(backend, Request("drained", haproxy.selector_from("web3"), containers=["app"], wait=False))
+    write = server.commands.index("set server app/web3 state drain")
+    assert server.commands[write + 1] == "show servers state"          # saved at once
+    assert (tmp_path / "state").read_bytes() == fixture("2.6", "show_servers_state.txt")
+
+
+def test_save_state_without_a_state_file_fails_before_writing(fake, tmp_path):
+    backend, server = state_backend(fake, tmp_path, "global\ndefaults\nbackend app\n")
+    with pytest.raises(core.InvalidInputError, match="backend app has no load-server-state-from-file, so a reload "
+                                                     "would not load what is saved"):
+        core.run(backend, Request("drained", haproxy.selector_from("web3"), containers=["app"], wait=False))
+    assert server.writes == []
+
+
+def test_save_state_into_a_missing_directory_fails_before_writing(fake, tmp_path):
+    backend, server = state_backend(fake, tmp_path, "", server_state_file=str(tmp_path / "no" / "state"))
+    with pytest.raises(core.CommandError, match="its directory does not exist"):
+        core.run(backend, Request("drained", haproxy.selector_from("web3"), containers=["app"], wait=False),
+                 check_mode=True)
+    assert server.writes == []
+
+
+def test_save_state_needs_the_runtime_api():
+    backend = haproxy.HAProxyBackend(haproxy_stats.StatsPage("http://127.0.0.1:1/stats"), save_state=True)
+    with pytest.raises(core.InvalidInputError, match="the stats page cannot read 'show servers state'"):
+        core.run(backend, Request("drained", haproxy.selector_from("web3")))
+
+
+def test_server_state_report(fake, tmp_path):
+    backend, _server = state_backend(
+        fake, tmp_path, "global\n server-state-file /var/lib/haproxy/state\ndefaults\n"
+                        " load-server-state-from-file global\nbackend app\nbackend api\n load-server-state-from-file "
+                        "none\n")
+    backend.read(["app", "api"])
+    assert backend.server_state_report(["app", "api"]) == dict(
+        config=[str(tmp_path / "haproxy.cfg")], file="/var/lib/haproxy/state",
+        load={"api": None, "app": "/var/lib/haproxy/state"}, kept_on_reload=False,
+        reason="backend api has no load-server-state-from-file")
+    missing = haproxy.HAProxyBackend(backend.transport, config=str(tmp_path / "nosuch.cfg"))
+    report = missing.server_state_report(["app"])
+    assert report["kept_on_reload"] is None and "cannot be read (No such file or directory)" in report["reason"]
+    # A stats page (or TCP socket) may be another host's: no local file is guessed.
+    remote = haproxy.HAProxyBackend(ScriptedTransport())
+    remote.transport.info = lambda: {}
+    report = remote.server_state_report(["app"])
+    assert report["config"] == [] and report["kept_on_reload"] is None
+    assert report["reason"].startswith("HAProxy's configuration is not known where the module runs")
+
+
+# --------------------------------------------------------------------------
+# Agent checks
+# --------------------------------------------------------------------------
+
+READ_APP = "show servers state app; show stat app 4 -1"
+
+
+def agent_backend(fake, version, tmp_path, disabled=False):
+    state = "show_servers_state_agent_disabled.txt" if disabled else "show_servers_state_agent.txt"
+    server = fake({READ_APP: fixture(version, state) + fixture(version, "show_stat_agent.txt"),
+                   "show cli level": b"\n[6]: admin\n\n"})
+    memory = haproxy_files.AgentMemory(str(tmp_path / "lib" / "agents.json"))
+    return haproxy.HAProxyBackend(haproxy.RuntimeAPI(server.path, timeout=2), agent_memory=memory), server, memory
+
+
+def drained_now(server, version, agent_enabled):
+    """What the fake answers once web3 is drained (and its agent as given)."""
+    state = "show_servers_state_agent.txt" if agent_enabled else "show_servers_state_agent_disabled.txt"
+    server.replies[READ_APP] = (fixture(version, state).replace(b" 2 0 10 10 ", b" 2 8 10 10 ")
+                                + fixture(version, "show_stat_agent.txt"))
+
+
+def again(backend, server):
+    """A new run (a new backend object) against the same socket and memory."""
+    return haproxy.HAProxyBackend(haproxy.RuntimeAPI(server.path, timeout=2), agent_memory=backend.agents)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_drain_disables_the_agent_first_and_present_enables_it_again(fake, version, tmp_path):
+    backend, server, memory = agent_backend(fake, version, tmp_path)
+    core.run(backend, Request("drained", haproxy.selector_from("web3"), containers=["app"], wait=False))
+    assert server.writes == ["disable agent app/web3", "set server app/web3 state drain"]
+    key = "%s app/web3" % os.path.realpath(server.path)
+    assert memory.holds(key)
+    drained_now(server, version, agent_enabled=False)
+    del server.lines[:]
+    result = core.run(again(backend, server), Request("present", haproxy.selector_from("web3"),
+                                                      containers=["app"], wait=False))
+    assert server.writes == ["set server app/web3 state ready", "enable agent app/web3"]
+    assert not memory.holds(key) and not result["warnings"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_an_agent_disabled_by_someone_else_is_left_alone(fake, version, tmp_path):
+    backend, server, memory = agent_backend(fake, version, tmp_path, disabled=True)
+    core.run(backend, Request("drained", haproxy.selector_from("web3"), containers=["app"], wait=False))
+    assert server.writes == ["set server app/web3 state drain"]
+    assert not os.path.exists(memory.path)
+    drained_now(server, version, agent_enabled=False)
+    del server.lines[:]
+    result = core.run(again(backend, server), Request("present", haproxy.selector_from("web3"),
+                                                      containers=["app"], wait=False))
+    assert server.writes == ["set server app/web3 state ready"]
+    assert any("its agent check is disabled, and not by gentle.lb" in w for w in result["warnings"])
+
+
+def test_agent_memory_that_cannot_be_written_fails_before_any_write(fake, tmp_path):
+    backend, server, _memory = agent_backend(fake, "2.6", tmp_path)
+    (tmp_path / "file").write_text("")
+    backend.agents = haproxy_files.AgentMemory(str(tmp_path / "file" / "agents.json"))
+    with pytest.raises(core.CommandError, match="^agent_memory .*: its directory cannot be created"):
+        core.run(backend, Request("drained", haproxy.selector_from("web3"), containers=["app"], wait=False))
+    assert server.writes == []
+
+
+def test_agent_memory_survives_a_damaged_file(tmp_path):
+    memory = haproxy_files.AgentMemory(str(tmp_path / "agents.json"), clock=lambda: 1700000000)
+    (tmp_path / "agents.json").write_text("{not json")
+    assert not memory.holds("k")
+    memory.remember(["k", "j"])
+    assert json.loads((tmp_path / "agents.json").read_text()) == {
+        "version": 1, "disabled": {"j": {"at": 1700000000}, "k": {"at": 1700000000}}}
+    memory.forget("k")
+    assert memory.holds("j") and not memory.holds("k")
+
+
+# --------------------------------------------------------------------------
+# Persistence, the ladder, the health gate, reloads seen during the wait
+# (the backend over a scripted transport)
+# --------------------------------------------------------------------------
+
+class ScriptedTransport(object):
+    """Serves server records that a test edits between polls; records writes."""
+
+    label = "socket /scripted.sock"
+    can_set_weight = can_add = shows_addresses = True
+
+    def __init__(self, **web3):
+        record = dict(backend="app", name="web3", address="127.0.0.1", port=8080, fqdn=None, admin_state=0,
+                      state="present", weight=1, initial_weight=1, sessions=0, queued=0, status="UP",
+                      health="up", check_status="L7OK", checked=True, backup=False, tracks=None,
+                      operational_state="running", agent_check=False, agent_enabled=False, agent_status=None,
+                      check_rise=1, check_fall=2, total_sessions=10, balanced_sessions=10)
+        record.update(web3)
+        other = dict(record, name="web1", total_sessions=0, balanced_sessions=0)
+        self.records = [record, other]
+        self.writes = []
+        self.pid = "100"
+
+    def web3(self, **changes):
+        self.records[0].update(changes)
+
+    def servers(self, backends=None):
+        return [dict(r) for r in self.records]
+
+    def info(self):
+        return {"Pid": self.pid, "Uptime_sec": "5"}
+
+    def level(self):
+        return "admin"
+
+    def identity_key(self):
+        return "/scripted.sock"
+
+    def set_state(self, backend, server, state):
+        self.writes.append("%s/%s %s" % (backend, server, state))
+        admin = {"present": 0, "drained": haproxy.FDRAIN, "absent": haproxy.FMAINT}[state]
+        status = {"present": "UP", "drained": "DRAIN", "absent": "MAINT"}[state]
+        self.web3(admin_state=admin, state=state, status=status)
+
+    def shutdown_sessions(self, backend, server):
+        self.writes.append("shutdown %s/%s" % (backend, server))
+
+
+class FakeClock(object):
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_persistent_arrivals_and_the_grace_period(tmp_path):
+    transport = ScriptedTransport(sessions=1)
+    clock = FakeClock()
+    backend = haproxy.HAProxyBackend(transport, clock=clock)
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        # A sticky client keeps coming: stot grows, lbtot does not, a session stays open
+        # until the server is in MAINT, where the clients go elsewhere.
+        record = transport.records[0]
+        if record["state"] != "absent":
+            transport.web3(total_sessions=record["total_sessions"] + 1)
+        else:
+            transport.web3(sessions=0)
+    request = Request("drained", haproxy.selector_from("web3"), containers=["app"], wait_timeout=10,
+                      options=dict(persistence_grace=2.0))
+    result = core.run(backend, request, clock=clock, sleep=sleep)
+    entry = result["members"][0]
+    assert transport.writes == ["app/web3 drained", "app/web3 absent"]
+    assert (entry["state"], entry["status"], entry["drain_ended_by"]) == ("drained", "MAINT", "maintenance")
+    assert entry["persistent_arrivals"] >= 5
+    assert 2.0 <= result["waited"] < 3.0 and result["reasserted"] == 0
+    assert not result["warnings"]
+
+
+def test_the_ladder_starts_over_when_someone_undoes_the_maintenance():
+    transport = ScriptedTransport(sessions=1)
+    clock = FakeClock()
+    undone = []
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        record = transport.records[0]
+        if record["state"] == "absent" and not undone:
+            undone.append(clock.now)            # an operator: "state ready"
+            transport.web3(admin_state=0, state="present", status="UP")
+        elif record["state"] == "absent":
+            transport.web3(sessions=0)
+    request = Request("drained", haproxy.selector_from("web3"), containers=["app"], wait_timeout=10,
+                      options=dict(persistence_grace=1.0))
+    result = core.run(haproxy.HAProxyBackend(transport, clock=clock), request, clock=clock, sleep=sleep)
+    assert transport.writes == ["app/web3 drained", "app/web3 absent", "app/web3 drained", "app/web3 absent"]
+    assert result["reasserted"] == 1
+    assert result["members"][0]["drain_ended_by"] == "maintenance"
+
+
+def test_persistence_without_a_grace_period_is_warned_about():
+    transport = ScriptedTransport(sessions=1)
+    clock = FakeClock()
+    backend = haproxy.HAProxyBackend(transport, clock=clock)
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        transport.web3(total_sessions=transport.records[0]["total_sessions"] + 1)
+    request = Request("drained", haproxy.selector_from("web3"), containers=["app"], wait_timeout=1,
+                      on_timeout="continue")
+    result = core.run(backend, request, clock=clock, sleep=sleep)
+    entry = result["members"][0]
+    assert entry["drain_ended_by"] is None and entry["persistent_arrivals"] > 0
+    assert any("reached it through persistence" in w and "set persistence_grace" in w for w in result["warnings"])
+
+
+def test_persistent_arrivals_carry_over_a_counter_restart():
+    backend = haproxy.HAProxyBackend(ScriptedTransport())
+    backend._request = Request("drained", haproxy.selector_from("web3"))
+    record = dict(ScriptedTransport().records[0], total_sessions=100, balanced_sessions=90)
+    assert backend._persistent_arrivals(("app", "web3"), record) == 0
+    assert backend._persistent_arrivals(("app", "web3"), dict(record, total_sessions=104)) == 4
+    # A reload: the new process counts from 0.
+    assert backend._persistent_arrivals(("app", "web3"), dict(record, total_sessions=3, balanced_sessions=1)) == 6
+
+
+def test_persistence_grace_must_be_positive():
+    backend = haproxy.HAProxyBackend(ScriptedTransport())
+    with pytest.raises(core.InvalidInputError, match="persistence_grace 0: must be above 0 seconds"):
+        core.run(backend, Request("drained", haproxy.selector_from("web3"), options=dict(persistence_grace=0)))
+
+
+@pytest.mark.parametrize("fall,warned", [(1, True), (2, False)])
+def test_present_from_maintenance_says_when_fall_1_hides_the_check(fall, warned):
+    transport = ScriptedTransport(admin_state=haproxy.FMAINT, state="absent", status="MAINT", health="down",
+                                  check_rise=None, check_fall=None)     # show stat hides both in MAINT
+    clock = FakeClock()
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        transport.web3(check_rise=1, check_fall=fall, health="up")
+    result = core.run(haproxy.HAProxyBackend(transport, clock=clock),
+                      Request("present", haproxy.selector_from("web3"), containers=["app"]), clock=clock,
+                      sleep=sleep)
+    assert any("fall 1" in w and "real health gate" in w for w in result["warnings"]) is warned
+
+
+def test_a_reload_during_the_wait_without_master_socket_is_warned_about():
+    transport = ScriptedTransport(sessions=1, admin_state=haproxy.FDRAIN, state="drained", status="DRAIN")
+    clock = FakeClock()
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        transport.pid = "200"                   # the new process shows no session
+        transport.web3(sessions=0)
+    result = core.run(haproxy.HAProxyBackend(transport, clock=clock),
+                      Request("drained", haproxy.selector_from("web3"), containers=["app"]), clock=clock,
+                      sleep=sleep)
+    assert any(w.startswith("HAProxy was reloaded or restarted during the wait (pid 100 -> 200)")
+               and "set master_socket" in w for w in result["warnings"]), result["warnings"]
