@@ -49,7 +49,8 @@ def test_ipvs_rollout_fails_no_request(scenario):
     assert rollout["versions"] == dict(("rs%d" % n, "v2") for n in range(1, COUNT + 1))
     # Every real server back at its weight from before the drain.
     assert rollout["weights"] == dict(("172.16.%d.2" % n, 1) for n in range(1, COUNT + 1))
-    assert "gentle.lb.ipvs_member drained" in rollout["output"]
+    # One gentle.lb.member call per real server and round, delegated to the director.
+    assert "(item=ipvs drained tcp:10.0.0.100:8080: 172.16.1.2 via director)" in rollout["output"], rollout["output"]
 
 
 def test_ipvs_restart_without_drain_fails_requests(scenario):
