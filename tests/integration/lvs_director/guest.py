@@ -262,8 +262,8 @@ def client_get(lab, url, count=1, insecure=False):
 # survives a reload (a weight change); the restore.
 #
 # "rolling": render + start; a rolling deploy of the app (v1 -> v2) with
-# gentle.lb.rolling_deploy and its health_file binding, under load from the
-# client namespace on both carriers.
+# gentle.lb.rolling_deploy and its lvs_director binding (keepalived's
+# maintenance files), under load from the client namespace on both carriers.
 # --------------------------------------------------------------------------
 
 WWW = ["tcp:%s:80" % v for v in VIPS]
@@ -531,7 +531,10 @@ def part_rolling(lab, args):
     start_apps(lab)
     lab.step("apps up")
     expected = {s: {rs("rs1", 8080): 2, rs("rs2", 8080): 1} for s in APP}
-    extra = lab_vars("rolling")
+    # The maintenance directory of the configuration rendered on the host.
+    maintenance = os.path.join(args.out, "maint")
+    os.makedirs(maintenance, exist_ok=True)
+    extra = dict(lab_vars("rolling"), lab_maintenance_dir=maintenance)
     lab.spawn(["keepalived", "-f", args.config, "-n", "-l", "-D", "-p", PIDFILE,
                "-r", RUN + "/vrrp.pid", "-c", RUN + "/check.pid"], KA_LOG)
     lab.record("table_ready_seconds", lab.wait(lambda t: all(t[s] == w for s, w in expected.items()), 30))
@@ -544,7 +547,9 @@ def part_rolling(lab, args):
     for vip in VIPS:
         loads[vip] = lab.spawn(
             ["ip", "netns", "exec", "client", GUEST_PY, os.path.join(REPO, "lab", "loadgen.py"),
-             "--url", "http://%s:8080/" % vip, "--until-file", until, "--duration", "400",
+             # Stopped by the until-file; the duration only bounds a run that never ends (a
+             # loaded host can make the user-mode kernel's rollout take minutes).
+             "--url", "http://%s:8080/" % vip, "--until-file", until, "--duration", "1200",
              "--concurrency", "2", "--rate", "5", "--keepalive-share", "0.3", "--slow-share", "0.1",
              "--slow-ms", "300", "--json-out", "%s/load-%s.json" % (STATE, vip), "--quiet"],
             "%s/load-%s.log" % (STATE, vip))
@@ -578,7 +583,10 @@ def part_rolling(lab, args):
             changes.append(row)
     lab.record("rolling_weights", changes)
     log = read(os.path.join(lab.out, "run3.log"))
-    lab.record("run3_hooks", debug_vars(log, "lvs_director_result"))
+    # The role's calls, as their loop labels show them (one per director and round).
+    lab.record("run3_calls", re.findall(r"^(?:ok|changed): \[web\d -> director\] => \(item=(lvs_director [^)]*)\)$",
+                                        log, re.M))
+    lab.record("maintenance_left", sorted(os.listdir(maintenance)))
     lab.step("rolling deploy")
     time.sleep(1.5)
     lab.record("notify_log", read(NOTIFY_LOG).splitlines())
