@@ -194,8 +194,8 @@ def _label(call, spec):
     container = call["options"].get(spec.get("container", ""), None)
     if isinstance(container, list):
         container = ",".join(str(c) for c in container)
-    return "%s %s%s: %s via %s" % (call["type"], call["options"]["state"],
-                                  " %s" % container if container else "", names, call["delegate_to"])
+    where = " %s" % container if container else ""
+    return "%s %s%s: %s via %s" % (call["type"], call["options"]["state"], where, names, call["delegate_to"])
 
 
 # --------------------------------------------------------------------------
