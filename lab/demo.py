@@ -7,9 +7,10 @@ failed request.
 2. starts the load generator (lab/loadgen.py): a steady mix of keep-alive,
    new-connection and slow requests through HAProxy, counting every failure;
 3. runs playbooks/rolling_deploy.yml (serial 1): each instance is drained in
-   HAProxy, waited on until its last request finished, stopped, "installed"
-   for a few seconds, started as v2, checked through its own health URL, put
-   back and waited on until HAProxy reports it UP;
+   HAProxy (one gentle.lb.member call per batch), waited on until its last
+   request finished, stopped, "installed" for a few seconds, started as v2,
+   checked through its own health URL, put back and waited on until HAProxy
+   reports it UP;
 4. prints the requests sent and failed, each node's timings, the versions now
    served, and shuts everything down.
 
@@ -138,13 +139,13 @@ def main(argv=None):
     say("load:    " + load_line(load))
     if timings:
         say()
-        say("  %-6s %-8s %9s %9s %9s %9s %9s" % ("node", "result", "drain s", "deploy s", "health s",
-                                                "restore s", "total s"))
+        say("  %-6s %-8s %9s %9s %9s %9s %9s %9s" % ("node", "result", "drain s", "wait s", "deploy s", "health s",
+                                                     "restore s", "total s"))
         for host in sorted(timings):
             t = timings[host]
-            say("  %-6s %-8s %9s %9s %9s %9s %9s" % (
+            say("  %-6s %-8s %9s %9s %9s %9s %9s %9s" % (
                 host, t["result"], *("-" if t.get(k) is None else "%.2f" % t[k]
-                                     for k in ("drain", "deploy", "health", "restore", "total"))))
+                                     for k in ("drain", "wait", "deploy", "health", "restore", "total"))))
     say()
     say("versions now served: " + ", ".join("%s %s" % kv for kv in versions.items()))
     if naive is not None:

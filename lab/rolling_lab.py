@@ -336,7 +336,8 @@ class RollingLab:
             app_vars["rolling_deploy_bindings"] = [{
                 "type": "health_file", "path": "{{ lab_health_file }}",
                 "inter": CHECK_INTER, "fall": CHECK_FALL, "rise": CHECK_RISE,
-                "info": {"type": "haproxy", "delegate_to": "lb1", "backend": BACKEND,
+                # HAProxy's view, read from where the file is (here the same machine).
+                "info": {"type": "haproxy", "backend": BACKEND,
                          "server": "{{ inventory_hostname }}",
                          "socket": "{{ hostvars['lb1'].lab_haproxy_socket }}"},
             }]

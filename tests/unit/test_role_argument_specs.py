@@ -6,8 +6,9 @@ lint_arguments_spec.sh does for its roles, plus a little more):
   exactly the variables of defaults/main.yml, with the same defaults;
 * every entry point has a task file, and every public variable the tasks
   use is declared;
-* every binding key the role hands to a member module is an option of that
-  module (ansible-doc), so a renamed module option cannot go unnoticed.
+* every binding type of the role has a module behind gentle.lb.member, and
+  the keys a binding accepts are that module's options (ansible-doc), so a
+  renamed module option cannot go unnoticed.
 """
 
 import json
@@ -84,7 +85,7 @@ def test_every_public_variable_the_tasks_use_is_declared():
     for folder in ("tasks", "vars"):
         for name in os.listdir(os.path.join(ROLE, folder)):
             with open(os.path.join(ROLE, folder, name)) as handle:
-                used.update(re.findall(r"(?<![_\w])rolling_deploy_[a-z_]+", handle.read()))
+                used.update(re.findall(r"(?<![_\w.])rolling_deploy_[a-z_]+", handle.read()))
     undeclared = sorted(used - set(DEFAULTS) - NOT_INPUTS)
     assert not undeclared, "used in tasks/ or vars/ but not in defaults/main.yml: %s" % undeclared
 
@@ -102,33 +103,57 @@ def test_internal_names_carry_the_role_prefix():
                 assert var.startswith("_rolling_deploy_") or folder == "tasks", (name, var)
 
 
-MODULES = {"haproxy": "haproxy_member", "ipvs": "ipvs_member", "f5": "f5_pool_member"}
+def load_action_modules():
+    """The type -> module table of gentle.lb.member (plugins/action/member.py),
+    read without importing Ansible's action machinery."""
+    path = os.path.join(REPO, "plugins", "action", "member.py")
+    with open(path) as handle:
+        text = handle.read()
+    table = re.search(r"MODULES = \{(.*?)\n\}", text, re.S).group(1)
+    return dict(re.findall(r'"(\w+)": "gentle\.lb\.(\w+)"', table))
 
 
-def module_options(module):
+TYPES = load("vars", "main.yml")["_rolling_deploy_types"]
+MODULES = load_action_modules()
+# Keys every binding takes; the first three are the role's own.
+COMMON = {"type", "delegate_to", "label", "wait_timeout", "poll_interval", "drain_threshold", "on_timeout",
+          "reassert", "min_active"}
+ROLE_KEYS = {"type", "delegate_to", "label"}
+
+
+def module_doc(module):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1")
     ansible_doc = os.path.join(os.path.dirname(sys.executable), "ansible-doc")
     proc = subprocess.run([ansible_doc, "--json", "gentle.lb." + module], capture_output=True, text=True,
                           env=env, check=False)
     if proc.returncode != 0:
         pytest.fail("ansible-doc gentle.lb.%s failed: %s" % (module, proc.stderr[-1000:]))
-    return set(json.loads(proc.stdout)["gentle.lb." + module]["doc"]["options"])
+    return json.loads(proc.stdout)["gentle.lb." + module]["doc"]
 
 
-@pytest.mark.parametrize("binding_type", sorted(MODULES))
+def test_every_binding_type_has_a_module():
+    assert sorted(TYPES) == sorted(MODULES)
+    doc = module_doc("member")
+    assert sorted(doc["options"]["type"]["choices"]) == sorted(MODULES)
+
+
+@pytest.mark.parametrize("binding_type", sorted(TYPES))
 def test_binding_keys_are_module_options(binding_type):
-    tasks = load("tasks", "binding_%s.yml" % binding_type)
-    task = tasks[0]
-    args = task["gentle.lb." + MODULES[binding_type]]
-    options = module_options(MODULES[binding_type])
-    unknown = sorted(set(args) - options)
-    assert not unknown, "binding_%s.yml passes %s, not options of %s" % (binding_type, unknown, MODULES[binding_type])
-    # ...and every option of the module can be set from a binding (the role
-    # sets state and wait itself).
-    untouched = sorted(options - set(args))
-    assert not untouched, "options of %s a binding cannot set: %s" % (MODULES[binding_type], untouched)
-    # The keys the role accepts in a binding of this type (vars/main.yml; any
-    # other key is refused before anything is done, so a typo such as
-    # "bakend" cannot widen the scope of a drain to every backend).
-    accepted = set(load("vars", "main.yml")["_rolling_deploy_binding_keys"][binding_type])
-    assert accepted == (options - {"state", "wait"}) | {"type", "delegate_to", "label"}
+    """The keys the role accepts in a binding of this type (any other key is
+    refused before anything is done, so a typo such as "bakend" cannot widen
+    the scope of a drain to every backend) are exactly the options of its
+    module, but state and wait, which the role sets."""
+    spec = TYPES[binding_type]
+    options = module_doc(MODULES[binding_type])["options"]
+    aliases = set(a for option in options.values() for a in option.get("aliases", []))
+    accepted = {key.split(".")[0] for key in spec["members"] + spec["options"]} | COMMON
+    # Aliases only where the table names them (health_file's info, the key of
+    # earlier versions); a member key under an alias would not be batched.
+    assert accepted - ROLE_KEYS - aliases == set(options) - {"state", "wait"}, binding_type
+    assert set(spec["required"]) <= set(spec["members"])
+    for nested, keys in spec.get("nested", {}).items():
+        option = next(o for name, o in options.items() if nested == name or nested in o.get("aliases", []))
+        assert set(keys) == set(option["suboptions"]), (binding_type, nested)
+        for member in spec["members"]:
+            if member.startswith(nested + "."):
+                assert member.split(".", 1)[1] in option["suboptions"]

@@ -379,8 +379,8 @@ def client_get(lab, url, count=1, insecure=False):
 # survives a reload (a weight change); the restore.
 #
 # "rolling": render + start; a rolling deploy of the app (v1 -> v2) with
-# gentle.lb.rolling_deploy and its health_file binding, under load from the
-# client namespace on both carriers.
+# gentle.lb.rolling_deploy and its lvs_director binding (keepalived's
+# maintenance files), under load from the client namespace on both carriers.
 # --------------------------------------------------------------------------
 
 WWW = ["tcp:%s:80" % v for v in VIPS]
@@ -661,7 +661,10 @@ def part_rolling(lab, args):
     with lab.stage("apps up", quiet=3):
         start_apps(lab)
     expected = {s: {rs("rs1", 8080): 2, rs("rs2", 8080): 1} for s in APP}
-    extra = lab_vars("rolling")
+    # The maintenance directory of the configuration rendered on the host.
+    maintenance = os.path.join(args.out, "maint")
+    os.makedirs(maintenance, exist_ok=True)
+    extra = dict(lab_vars("rolling"), lab_maintenance_dir=maintenance)
     with lab.stage("keepalived up", quiet=2):
         lab.spawn(["keepalived", "-f", args.config, "-n", "-l", "-D", "-p", PIDFILE,
                    "-r", RUN + "/vrrp.pid", "-c", RUN + "/check.pid"], KA_LOG)
@@ -669,10 +672,10 @@ def part_rolling(lab, args):
                        "the IPVS table of the rendered configuration") is None:
             raise RuntimeError(lab.results["missed"]["table_ready_seconds"])
     with lab.stage("rolling deploy of web1 and web2 under load", quiet=120):
-        rolling_deploy(lab, extra)
+        rolling_deploy(lab, extra, maintenance)
 
 
-def rolling_deploy(lab, extra):
+def rolling_deploy(lab, extra, maintenance):
     until = STATE + "/load.stop"
     loads = {}
     # The load generators' "t" (failure samples, timeline) counts from here.
@@ -683,7 +686,8 @@ def rolling_deploy(lab, extra):
     for vip, client in zip(VIPS, CLIENTS):
         loads[vip] = lab.spawn(
             ["ip", "netns", "exec", client, GUEST_PY, os.path.join(REPO, "lab", "loadgen.py"),
-             "--url", "http://%s:8080/" % vip, "--until-file", until, "--duration", "400",
+             # Stopped by the until-file; the duration only bounds a run that never ends.
+             "--url", "http://%s:8080/" % vip, "--until-file", until, "--duration", "1200",
              "--concurrency", "2", "--rate", "5", "--keepalive-share", "0.3", "--slow-share", "0.1",
              "--slow-ms", "300", "--json-out", "%s/load-%s.json" % (STATE, vip), "--quiet"],
             "%s/load-%s.log" % (STATE, vip))
@@ -720,7 +724,10 @@ def rolling_deploy(lab, extra):
     lab.record("rolling_weights", changes)
     lab.record("rolling_weights_at", times)  # seconds of the part, for reading a failure sample
     log = read(os.path.join(lab.out, "run3.log"))
-    lab.record("run3_hooks", debug_vars(log, "lvs_director_result"))
+    # The role's calls, as their loop labels show them (one per director and round).
+    lab.record("run3_calls", re.findall(r"^(?:ok|changed): \[web\d -> director\] => \(item=(lvs_director [^)]*)\)$",
+                                        log, re.M))
+    lab.record("maintenance_left", sorted(os.listdir(maintenance)))
     time.sleep(1.5)
     lab.record("notify_log", read(NOTIFY_LOG).splitlines())
 

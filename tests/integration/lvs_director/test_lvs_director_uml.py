@@ -188,18 +188,13 @@ def test_the_rolling_deploy_takes_one_node_out_at_a_time(rolling):
         assert not (row[0] == 0 and row[1] == 0) and not (row[2] == 0 and row[3] == 0), rows
 
 
-def test_the_after_drain_hook_waited_on_the_directors_table(rolling):
-    drains = [h for h in rolling["run3_hooks"] if h["state"] == "drained"]
-    assert [h["member"] for h in drains] == ["172.16.1.2:8080", "172.16.2.2:8080"]
-    for hook in drains:
-        # Quiesced by keepalived in both carriers' services; the keep-alive
-        # connections of the load generator were still open when the short
-        # drain timeout ended (lvs_director_drain_on_timeout: continue).
-        assert hook["services"] == APP and hook["maintenance_file"] is None
-
-
-def test_the_after_restore_hook_waited_on_the_directors_table(rolling):
-    restores = [h for h in rolling["run3_hooks"] if h["state"] == "present"]
-    assert [h["member"] for h in restores] == ["172.16.1.2:8080", "172.16.2.2:8080"]
-    for hook in restores:
-        assert hook["services"] == APP and hook["maintenance_file"] is None
+def test_the_rolling_deploy_drains_through_keepalived_one_call_per_round(rolling):
+    """The lvs_director binding: gentle.lb.keepalived_member on the director,
+    one call per round for each state, through keepalived's maintenance file
+    (none is left behind)."""
+    calls = rolling["run3_calls"]
+    assert calls == [
+        "lvs_director drained: 172.16.1.2 via director", "lvs_director present: 172.16.1.2 via director",
+        "lvs_director drained: 172.16.2.2 via director", "lvs_director present: 172.16.2.2 via director",
+    ], calls
+    assert rolling["maintenance_left"] == []

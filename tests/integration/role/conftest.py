@@ -5,12 +5,22 @@ Every test gets its own lab (lab/rolling_lab.py): a real HAProxy with four app
 instances (separate processes, deployed through lab/app/ctl.py as the
 playbook's deploy tasks do), a load generator and an in-rotation sampler, all
 on 127.0.0.1, all torn down by the fixture's finalizer.
+
+The two long scenarios - the IPVS one in a user-mode Linux guest and the
+molecule scenario, each minutes of mostly waiting - are started as soon as
+collection shows a test needs them, so they run while the HAProxy tests run
+(they share nothing with them: their own labs, sockets and lock files); their
+tests then wait for them (``background`` fixture).
 """
 
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
 
@@ -19,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from helpers import run_playbook  # noqa: E402
+from helpers import ansible_env, run_playbook  # noqa: E402
 from lab.rolling_lab import RollingLab  # noqa: E402
 
 PLAYBOOK = os.path.join(REPO, "playbooks", "rolling_deploy.yml")
@@ -97,3 +107,87 @@ def admin_states(lab):
 def assert_no_failures(summary):
     assert summary["sent"] > 200, summary["line"]
     assert summary["failed"] == 0, "%s\n%s" % (summary["line"], summary["failure_samples"])
+
+
+# --------------------------------------------------------------------------
+# The long scenarios, run in the background
+
+
+class Background(object):
+    """A scenario run as a subprocess from collection time on; ``result()``
+    waits for it and returns (returncode, output, workdir).  ``{workdir}`` in
+    the arguments and the environment is its own temporary directory."""
+
+    def __init__(self, name, argv, cwd, env=None, timeout=900):
+        self.name = name
+        # Short: HAProxy's unix sockets (molecule's lab) live there.
+        self.workdir = tempfile.mkdtemp(prefix="rl-%s-" % name)
+        os.chmod(self.workdir, 0o755)
+        self.log = os.path.join(self.workdir, "output.log")
+        self.timeout = timeout
+        self.started = time.monotonic()
+        argv = [a.replace("{workdir}", self.workdir) for a in argv]
+        env = dict((k, v.replace("{workdir}", self.workdir)) for k, v in (env or os.environ).items())
+        with open(self.log, "w") as handle:
+            self.proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=cwd, env=env)
+
+    def result(self):
+        try:
+            self.proc.wait(timeout=max(self.timeout - (time.monotonic() - self.started), 1))
+        except subprocess.TimeoutExpired:
+            self.stop()
+        with open(self.log) as handle:
+            return self.proc.returncode, handle.read(), self.workdir
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()       # lab/uml/run kills its guest on SIGTERM
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+BACKGROUND = {}
+IPVS_COUNT = 2       # two real servers: every Ansible task costs about a second in the user-mode kernel
+
+
+def _scenarios():
+    """name -> (the test file that needs it, argv, cwd, env)."""
+    found = {}
+    if shutil.which("linux.uml", path=os.environ.get("PATH", "") + ":/usr/bin"):
+        found["ipvs"] = ("test_ipvs.py", [
+            sys.executable, os.path.join(REPO, "lab", "uml", "run"), "--netns-lab", "--timeout", "900",
+            "--env", "LAB_RS_COUNT=%d" % IPVS_COUNT, "--", os.path.join(REPO, ".venv", "bin", "python"),
+            os.path.join(HERE, "ipvs_scenario.py"), "{workdir}"], REPO, None)
+    # Molecule keeps its state, and the lab its files, in the work directory.
+    found["molecule"] = ("test_molecule.py", [os.path.join(REPO, ".venv", "bin", "molecule"), "test"],
+                         os.path.join(REPO, "roles", "rolling_deploy"),
+                         ansible_env({"NO_COLOR": "1", "MOLECULE_EPHEMERAL_DIRECTORY": "{workdir}/m"}))
+    return found
+
+
+def pytest_collection_finish(session):
+    wanted = set(item.path.name for item in session.items)
+    for name, (test_file, argv, cwd, env) in _scenarios().items():
+        if test_file in wanted:
+            BACKGROUND[name] = Background(name, argv, cwd, env=env, timeout=960)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for background in BACKGROUND.values():
+        background.stop()
+        shutil.rmtree(background.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def background():
+    """background(name) -> (returncode, output, workdir) of a scenario started at collection."""
+    def wait(name):
+        if name not in BACKGROUND:
+            pytest.fail("the %s scenario cannot run here: linux.uml is not installed (Debian's user-mode-linux "
+                        "and ipvsadm packages; make setup installs them)" % name)
+        return BACKGROUND[name].result()
+    return wait

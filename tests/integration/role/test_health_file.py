@@ -15,9 +15,11 @@ def test_health_file_rollout_fails_no_request(make_lab, view):
     # Three instances with HAProxy's view (the capacity floor reads it), two with the timer.
     lab = make_lab(instances=3 if view == "info" else 2, binding="health_file")
     names = [n.name for n in lab.nodes]
-    # With HAProxy's view, batches of two: health_file hosts of a batch take
-    # turns (one per round), since the balancer sees a moved file only later.
-    extra = {"rolling_deploy_serial": 2} if view == "info" else {}
+    # With HAProxy's view, batches of two and a floor of two: the files of a
+    # batch are moved one after the other, each only once HAProxy has seen the
+    # one before (its checks fail), so the guard of the second counts the
+    # first as gone and refuses it: web2 waits for the second round.
+    extra = {"rolling_deploy_serial": 2, "rolling_deploy_min_active": 2} if view == "info" else {}
     if view == "timer":
         extra["rolling_deploy_bindings"] = [{
             "type": "health_file", "path": "{{ lab_health_file }}", "inter": 0.2, "fall": 2, "rise": 1}]
@@ -35,3 +37,7 @@ def test_health_file_rollout_fails_no_request(make_lab, view):
     assert min(s["in_rotation"] for s in load["rotation"]) >= len(names) - 1
     if view == "info":
         assert {h: t["round"] for h, t in run.timings.items()} == {"web1": 1, "web2": 2, "web3": 1}
+        assert "the capacity floor does not let 2 hosts leave at once" in run.output, run
+    else:
+        # No view: no guard, a computed wait, and the warning that says so.
+        assert "no balancer view" in run.output and "the computed (fall + 1) x inter" in run.output, run

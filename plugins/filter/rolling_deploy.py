@@ -1,0 +1,426 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gentle.lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The batch planning of the gentle.lb.rolling_deploy role, as filters.
+
+The role drains and restores a whole batch (a round of it) at once: the hosts
+bound to the same balancer go into one call of gentle.lb.member, so the core's
+capacity guard counts them together.  These filters turn the hosts' bindings
+into those calls, read the calls' results back per host (by ``error_type``,
+never by message text), split a round the guard refused into the fewest rounds
+its numbers allow, and summarise a host's round for its timings.
+
+    calls = hosts | gentle.lb.rolling_deploy_calls(hostvars, 'drained', types)
+    outcome = [register1, register2] | gentle.lb.rolling_deploy_outcome('drained')
+    split = [register1] | gentle.lb.rolling_deploy_split(hosts, hostvars, round)
+
+``types`` is the role's table of binding types (vars/main.yml): per type the
+keys that name the member (one value per host, a list in the call) and the
+keys the role accepts.  Every host of the batch publishes
+``_rolling_deploy_me`` = {bindings, settings} as a fact first, so that any host
+can plan for the others (play vars and role defaults are not in hostvars).
+
+Controller-side only.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import json
+
+from ansible.errors import AnsibleFilterError
+
+REFUSED = "GuardRefusedError"
+TIMEOUT = "WaitTimeoutError"
+USABLE = ("up", "unknown")
+COMMON_KEYS = ("type", "delegate_to", "label", "wait_timeout", "poll_interval", "drain_threshold",
+               "on_timeout", "reassert", "min_active")
+ROLE_KEYS = ("type", "delegate_to", "label")
+
+
+# --------------------------------------------------------------------------
+# Checking the bindings
+# --------------------------------------------------------------------------
+
+def rolling_deploy_problems(bindings, types):
+    """What is wrong with one host's bindings: a list of sentences, empty when
+    all is well (checked before anything is done, so a typo such as "bakend"
+    cannot widen a drain to every backend)."""
+    if not isinstance(bindings, list):
+        return ["rolling_deploy_bindings must be a list of mappings, one per load balancer the host is bound to"]
+    if not bindings:
+        return ["rolling_deploy_bindings is empty: list the load balancers this host is bound to"]
+    problems = []
+    for binding in bindings:
+        if not isinstance(binding, dict):
+            problems.append("every entry of rolling_deploy_bindings must be a mapping")
+            continue
+        kind = binding.get("type")
+        spec = types.get(kind)
+        if spec is None:
+            problems.append("binding type %s is not one of %s" % (kind or "(none)", ", ".join(sorted(types))))
+            continue
+        accepted = set(COMMON_KEYS) | set(spec["members"]) | set(spec["options"])
+        for key in binding:
+            if key not in accepted:
+                problems.append("%s binding: unknown key %s%s" % (kind, key, " (the role sets it)"
+                                                                  if key in ("state", "wait") else ""))
+        for nested, keys in spec.get("nested", {}).items():
+            for key in binding.get(nested) or {}:
+                if key not in keys:
+                    problems.append("%s binding: unknown key %s.%s%s" % (
+                        kind, nested, key, " (the view is read from where the file is: give %s a socket "
+                        "reachable there, a tcp:// socket or stats_url)" % nested if key == "delegate_to" else ""))
+        if not any(_get(binding, key) is not None for key in spec["required"]):
+            problems.append("%s binding: needs %s" % (kind, " or ".join(spec["required"])))
+        if spec.get("delegate_required") and not binding.get("delegate_to"):
+            problems.append("%s binding: needs delegate_to (%s)" % (kind, spec["delegate_required"]))
+    return problems
+
+
+# --------------------------------------------------------------------------
+# Planning the calls
+# --------------------------------------------------------------------------
+
+def _get(binding, dotted):
+    value = binding
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _without(binding, dotted_keys):
+    shared = copy.deepcopy(binding)
+    for dotted in dotted_keys:
+        parts = dotted.split(".")
+        holder = shared
+        for part in parts[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict):
+            holder.pop(parts[-1], None)
+    return shared
+
+
+def _put(options, dotted, value):
+    parts = dotted.split(".")
+    holder = options
+    for part in parts[:-1]:
+        holder = holder.setdefault(part, {})
+    holder[parts[-1]] = value
+
+
+def _me(hostvars, host):
+    try:
+        return hostvars[host]["_rolling_deploy_me"]
+    except KeyError:
+        raise AnsibleFilterError("rolling_deploy: %s has not published its bindings (_rolling_deploy_me); "
+                                 "run the role's preflight on every host of the batch first" % host)
+
+
+def _options_for(binding, settings, state, spec):
+    """The module options one binding asks for, without the member keys."""
+    options = _without(binding, list(spec["members"]) + list(ROLE_KEYS))
+    options["state"] = state
+    if state == "drained":
+        options.pop("weight", None)
+        options.setdefault("wait_timeout", settings["drain_timeout"])
+        options.setdefault("drain_threshold", settings["drain_threshold"])
+        options.setdefault("on_timeout", settings["drain_on_timeout"])
+        options.setdefault("min_active", settings["min_active"])
+    else:
+        for name in spec.get("drain_only", ()):
+            options.pop(name, None)
+        options.setdefault("wait_timeout", settings["restore_timeout"])
+        options["on_timeout"] = "fail"
+    return options
+
+
+def _delegates(binding, host, spec):
+    delegate = binding.get("delegate_to")
+    if delegate is None:
+        delegate = host if spec.get("delegate_default") == "node" else "localhost"
+    return delegate if isinstance(delegate, list) else [delegate]
+
+
+def rolling_deploy_calls(hosts, hostvars, state, types, wait=None, round_number=1):
+    """One gentle.lb.member call per balancer for ``hosts`` (in their order).
+
+    A balancer is a binding type, a delegate host and every option that is not
+    a member's own (connection, backend, timeouts): the hosts that share all
+    of them are one call, their members one list.  ``wait``: None waits in the
+    call when it is the only one (else the role makes a wait pass after all
+    of them were written, so the waits overlap); True or False forces it.
+    ``round_number`` is kept in each call, so results of an earlier round
+    (registers of tasks skipped since) are never read as this round's."""
+    calls = []
+    by_key = {}
+    for host in hosts:
+        me = _me(hostvars, host)
+        for binding in me["bindings"]:
+            kind = binding["type"]
+            spec = types[kind]
+            present = [k for k in spec["members"] if _get(binding, k) is not None]
+            options = _options_for(binding, me["settings"], state, spec)
+            for delegate in _delegates(binding, host, spec):
+                key = json.dumps([kind, delegate, present, options], sort_keys=True, default=str)
+                call = by_key.get(key)
+                if call is None:
+                    call = dict(key=key, round=int(round_number), type=kind, delegate_to=delegate,
+                                options=copy.deepcopy(options),
+                                member_keys=present, members=[], hosts=[], labels=[])
+                    by_key[key] = call
+                    calls.append(call)
+                call["members"].append(dict(host=host, values=[_get(binding, k) for k in present]))
+                if host not in call["hosts"]:
+                    call["hosts"].append(host)
+                if binding.get("label"):
+                    call["labels"].append(binding["label"])
+    for call in calls:
+        for index, key in enumerate(call["member_keys"]):
+            _put(call["options"], key, [m["values"][index] for m in call["members"]])
+        call["options"]["wait"] = (len(calls) == 1) if wait is None else bool(wait)
+        call["label"] = _label(call, types[call["type"]])
+    return calls
+
+
+def _label(call, spec):
+    """What the output shows for a call (never a credential)."""
+    if call["labels"]:
+        names = ", ".join(call["labels"])
+    else:
+        names = ", ".join(str(v) for m in call["members"] for v in m["values"][:1])
+    container = call["options"].get(spec.get("container", ""), None)
+    if isinstance(container, list):
+        container = ",".join(str(c) for c in container)
+    where = " %s" % container if container else ""
+    return "%s %s%s: %s via %s" % (call["type"], call["options"]["state"], where, names, call["delegate_to"])
+
+
+# --------------------------------------------------------------------------
+# Reading the results back per host
+# --------------------------------------------------------------------------
+
+def _results(registers):
+    """The loop results of one or more registered run_once tasks (skipped ones have none)."""
+    if isinstance(registers, dict):
+        registers = [registers]
+    found = []
+    for register in registers or []:
+        if isinstance(register, dict):
+            found.extend(r for r in register.get("results", []) if isinstance(r, dict) and "item" in r)
+    return found
+
+
+def _failed(result):
+    """Did the call fail?  The tasks' failed_when: false hides ``failed``;
+    gentle.lb.member's ``call_failed`` does not."""
+    return bool(result.get("call_failed", result.get("failed")) or result.get("unreachable"))
+
+
+def _matches(value, entry):
+    """Does a member value (a name, an address, address:port, a path) name this result entry?"""
+    if value is None:
+        return False
+    value = str(value)
+    name, address, port = entry.get("name"), entry.get("address"), entry.get("port")
+    if value in (name, address, entry.get("path")):
+        return True
+    if address is not None and port is not None and value in ("%s:%s" % (address, port), "[%s]:%s" % (address, port)):
+        return True
+    return name is not None and ":" in str(name) and str(name).rsplit(":", 1)[0].strip("[]") == value
+
+
+def _entries_of(call, host, entries):
+    values = [v for m in call["members"] if m["host"] == host for v in m["values"]]
+    return [e for e in entries if any(_matches(v, e) for v in values)]
+
+
+def _reached(entry, state, threshold):
+    if state == "drained":
+        return entry.get("state") in ("drained", "absent") and (entry.get("sessions") or 0) <= threshold
+    return entry.get("state") == "present" and entry.get("health") in USABLE
+
+
+def rolling_deploy_outcome(registers, state, round_number=None):
+    """{host: outcome} of the ``state`` calls of round ``round_number`` in
+    ``registers`` (later ones win; other states, such as the undo calls of a
+    split, and other rounds are left out).
+
+    An outcome: ok, refused (the guard: GuardRefusedError), error_type, msg,
+    waited (whether the last call waited for the goal), started, ended (the
+    controller's clock), wait (seconds waited on the goal)."""
+    outcome = {}
+    for result in _results(registers):
+        call = result["item"]
+        if call["options"].get("state") != state:
+            continue
+        if round_number is not None and call.get("round") != int(round_number):
+            continue
+        failed = _failed(result)
+        error_type = (result.get("error_type") or ("Unreachable" if result.get("unreachable") else None)
+                      if failed else None)
+        entries = result.get("members") or []
+        threshold = int(call["options"].get("drain_threshold") or 0)
+        started = float(result.get("started") or 0)
+        ended = started + float(result.get("elapsed") or 0)
+        for host in call["hosts"]:
+            ok = not failed
+            if failed and error_type == TIMEOUT:
+                # Only the members still open at the deadline failed; the others reached the goal.
+                reached = _entries_of(call, host, entries)
+                ok = bool(reached) and all(_reached(e, state, threshold) for e in reached)
+            before = outcome.get(host, {})
+            mine = _entries_of(call, host, entries)
+            outcome[host] = dict(
+                health=["%s %s" % (e.get("container"), e.get("health")) for e in mine],
+                usable=bool(mine) and all(e.get("state") == "present" and e.get("health") in USABLE for e in mine),
+                ok=ok,
+                refused=failed and error_type == REFUSED,
+                error_type=None if ok else (error_type or "ActionFailed"),
+                msg=None if ok else str(result.get("msg", "failed")).strip(),
+                guard=result.get("guard") if failed else None,
+                waited=bool(call["options"].get("wait")),
+                started=before.get("started", started),
+                ended=ended,
+                wait=before.get("wait", 0.0) + float(result.get("waited") or 0),
+                changed=before.get("changed", False) or bool(result.get("changed")),
+            )
+    return outcome
+
+
+def rolling_deploy_hosts(outcome, status, hosts=None):
+    """The hosts of ``outcome`` (in the order of ``hosts``) that are ``status``:
+    ok, not_waited (ok, the call did not wait), refused, or failed."""
+    tests = dict(
+        ok=lambda o: o["ok"],
+        not_waited=lambda o: o["ok"] and not o["waited"],
+        refused=lambda o: o["refused"],
+        failed=lambda o: not o["ok"] and not o["refused"],
+    )
+    test = tests[status]
+    order = hosts if hosts is not None else sorted(outcome)
+    return [h for h in order if h in outcome and test(outcome[h])]
+
+
+# --------------------------------------------------------------------------
+# Splitting a refused round
+# --------------------------------------------------------------------------
+
+def rolling_deploy_split(registers, hosts, round_number):
+    """After the guard refused some calls of a round: which round each host of
+    the round's calls goes in (in the order of ``hosts``), from the refusals'
+    numbers (``guard``: per container how many members may leave now), filling
+    each round in order.
+
+    Returns {rounds: {host: n}, now: [hosts of this round], later: [...],
+    stuck: {host: why}, message}.  A host that could not leave even alone
+    (``may_leave`` 0) is stuck: the floor leaves it no room."""
+    round_number = int(round_number)
+    results = [r for r in _results(registers) if r["item"].get("round") == round_number]
+    capacity = {}       # (call key, container) -> may_leave
+    costs = {}          # host -> {(call key, container): members of it leaving}
+    texts = []
+    for result in results:
+        if not (_failed(result) and result.get("error_type") == REFUSED):
+            continue
+        call = result["item"]
+        for entry in result.get("guard") or []:
+            slot = (call["key"], entry["container"])
+            capacity[slot] = int(entry["may_leave"])
+            for host in call["hosts"]:
+                values = [v for m in call["members"] if m["host"] == host for v in m["values"]]
+                leaving = [n for n in entry.get("leaving", []) if any(_matches(v, dict(name=n)) for v in values)]
+                if leaving:
+                    costs.setdefault(host, {})[slot] = len(leaving)
+            texts.append("%s %s: %d of %d members in rotation and healthy, %d needed, so %d may leave" % (
+                call["type"], entry["container"], entry["active"], entry["members"], entry["needed"],
+                entry["may_leave"]))
+    # Only the hosts of this round's calls, in the order given (the batch's).
+    in_calls = set(h for r in results for h in r["item"]["hosts"])
+    hosts = [h for h in hosts if h in in_calls]
+    # Hosts of this round the other calls drained: when they are back, there
+    # is room again, so a host refused now waits for a later round rather than
+    # failing (the balancer counts them out already, as with files moved one
+    # after the other).
+    out_now = set(h for r in results if not _failed(r) for h in r["item"]["hosts"])
+    rounds, stuck, used = {}, {}, {}
+    for host in hosts:
+        mine = costs.get(host, {})
+        too_big = [slot for slot, cost in mine.items() if cost > capacity[slot]]
+        if too_big and out_now - set([host]):
+            rounds[host] = round_number + 1
+            continue
+        if too_big:
+            stuck[host] = too_big[0][1]
+            continue
+        number = round_number
+        while any(used.get((number, slot), 0) + cost > capacity[slot] for slot, cost in mine.items()):
+            number += 1
+        for slot, cost in mine.items():
+            used[(number, slot)] = used.get((number, slot), 0) + cost
+        rounds[host] = number
+    now = [h for h in hosts if rounds.get(h) == round_number]
+    later = [h for h in hosts if rounds.get(h, round_number) > round_number]
+    last = max(rounds.values()) if rounds else round_number
+    plan = "; ".join("round %d: %s" % (n, ", ".join(h for h in hosts if rounds.get(h) == n))
+                     for n in range(round_number, last + 1) if any(rounds.get(h) == n for h in hosts))
+    message = "the capacity floor does not let %d host%s leave at once (%s): %s%s" % (
+        len(hosts), "" if len(hosts) == 1 else "s", "; ".join(texts),
+        plan or "none can leave now",
+        (" (%s: no room even alone)" % ", ".join(sorted(stuck))) if stuck else "")
+    return dict(rounds=rounds, now=now, later=later, stuck=stuck, message=message)
+
+
+# --------------------------------------------------------------------------
+# One host's record of its round
+# --------------------------------------------------------------------------
+
+def rolling_deploy_record(host, drain, restore, marks, failure, round_number, check_mode=False):
+    """The host's result and timings (seconds) after its round.
+
+    ``drain``/``restore``: rolling_deploy_outcome of the drain and restore
+    calls; ``marks``: the host's own clock marks ({start, health, end});
+    ``failure``: what the host's own steps recorded ({step, msg}) or None."""
+    mine_drain = (drain or {}).get(host)
+    mine_restore = (restore or {}).get(host)
+    record = dict(result="done", step="done", round=int(round_number), msg=None, drain=None, wait=None,
+                  deploy=None, health=None, restore=None, total=None,
+                  # Could the drain have changed anything? (A refusal writes nothing.)
+                  touched=mine_drain is not None and not mine_drain["refused"])
+    if mine_drain is not None:
+        record["wait"] = round(mine_drain["wait"], 2)
+        record["drain"] = round(max(mine_drain["ended"] - mine_drain["started"] - mine_drain["wait"], 0.0), 2)
+    health_at = marks.get("health")
+    if mine_drain is not None and health_at:
+        record["deploy"] = round(max(health_at - mine_drain["ended"], 0.0), 2)
+    if mine_restore is not None:
+        record["restore"] = round(mine_restore["ended"] - mine_restore["started"], 2)
+        if health_at:
+            record["health"] = round(max(mine_restore["started"] - health_at, 0.0), 2)
+    if marks.get("start") and marks.get("end"):
+        record["total"] = round(marks["end"] - marks["start"], 2)
+    if failure:
+        record.update(result="failed", step=failure["step"], msg=failure["msg"])
+    elif mine_drain is not None and not mine_drain["ok"]:
+        record.update(result="failed", step="drain", msg=mine_drain["msg"], error_type=mine_drain["error_type"])
+    elif mine_restore is not None and not mine_restore["ok"]:
+        record.update(result="failed", step="restore", msg=mine_restore["msg"], error_type=mine_restore["error_type"])
+    if check_mode:
+        record["check_mode"] = True
+    return record
+
+
+class FilterModule(object):
+    def filters(self):
+        return dict(
+            rolling_deploy_problems=rolling_deploy_problems,
+            rolling_deploy_calls=rolling_deploy_calls,
+            rolling_deploy_outcome=rolling_deploy_outcome,
+            rolling_deploy_hosts=rolling_deploy_hosts,
+            rolling_deploy_split=rolling_deploy_split,
+            rolling_deploy_record=rolling_deploy_record,
+        )
