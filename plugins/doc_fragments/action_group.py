@@ -67,3 +67,34 @@ attributes:
       - gentle.lb.lb
       - gentle.lb.f5
 """
+
+    HEALTH_FILE = r"""
+attributes:
+  action_group:
+    description: Use C(group/gentle.lb.lb) or C(group/gentle.lb.health_file) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - gentle.lb.lb
+      - gentle.lb.health_file
+"""
+
+    KEEPALIVED = r"""
+attributes:
+  action_group:
+    description: Use C(group/gentle.lb.lb) or C(group/gentle.lb.keepalived) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - gentle.lb.lb
+      - gentle.lb.keepalived
+"""
+
+    # gentle.lb.member runs another module: the defaults of that module's groups apply too.
+    LB = r"""
+attributes:
+  action_group:
+    description: Use C(group/gentle.lb.lb) in C(module_defaults) to set defaults for this action; the defaults of
+      the module it runs (and of that module's groups) apply as well.
+    support: full
+    membership:
+      - gentle.lb.lb
+"""

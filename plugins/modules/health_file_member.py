@@ -111,6 +111,7 @@ extends_documentation_fragment:
   - gentle.lb.waiting
   - gentle.lb.guard
   - gentle.lb.action_group
+  - gentle.lb.action_group.HEALTH_FILE
 seealso:
   - module: gentle.lb.haproxy_member
   - module: gentle.lb.keepalived_member

@@ -77,6 +77,7 @@ extends_documentation_fragment:
   - gentle.lb.waiting
   - gentle.lb.guard
   - gentle.lb.action_group
+  - gentle.lb.action_group.KEEPALIVED
 seealso:
   - module: gentle.lb.ipvs_member
   - module: gentle.lb.ipvs_member_info

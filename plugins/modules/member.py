@@ -53,6 +53,7 @@ notes:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - gentle.lb.action_group.LB
 seealso:
   - module: gentle.lb.haproxy_member
   - module: gentle.lb.ipvs_member

@@ -113,6 +113,19 @@ def start_loadgen(tmp_path, url, *extra, duration=2):
     return proc
 
 
+def wait_for_sigterm_handler(proc, timeout=30):
+    """Until the load generator catches SIGTERM (SigCgt in /proc): a signal
+    sent before its handler exists kills it, however long its start-up takes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/%d/status" % proc.pid) as handle:
+            caught = int(next(line for line in handle if line.startswith("SigCgt:")).split()[1], 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the load generator did not install its SIGTERM handler within %ds" % timeout)
+
+
 def finish_loadgen(proc, timeout=60):
     stdout, stderr = proc.communicate(timeout=timeout)
     assert proc.json_out.exists(), stderr
@@ -291,6 +304,7 @@ def test_loadgen_stops_on_until_file_and_on_sigterm(apps, tmp_path):
     assert summary["failed"] == 0 and summary["ok"] > 0
 
     lg = start_loadgen(tmp_path, url, duration=60)
+    wait_for_sigterm_handler(lg)
     time.sleep(0.5)
     lg.send_signal(signal.SIGTERM)
     summary = finish_loadgen(lg, timeout=15)
