@@ -58,7 +58,9 @@ def f5():
         active = emulator.tokens()["active"]
     finally:
         emulator.stop()
-    assert active == 0, "%d login token(s) left alive on the emulator" % active
+    # The modules keep one token per device and user for the next run (token_cache,
+    # docs/f5.md "Tokens and requests"); more than that is a leaked login.
+    assert active <= 1, "%d login token(s) left alive on the emulator" % active
 
 
 def admin(lab, server):

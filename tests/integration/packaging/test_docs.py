@@ -37,7 +37,8 @@ CONVERSION = re.compile(r"%(?:\([^)]*\))?[-#0 +]*\d*(?:\.\d+)?[sdrgfi]")
 def message_formats():
     """Every one-line string the plugins build messages from: the left side of
     each ``"..." % (...)`` (its conversions become wildcards) and every other
-    string literal, as {text: regex}."""
+    string literal, as {text: regex}.  A conversion may produce nothing (a
+    plural "s"), so its wildcard matches the empty string too."""
     templated, plain = set(), set()
     for path in glob.glob(os.path.join(REPO, "plugins", "module_utils", "*.py")) + \
             glob.glob(os.path.join(REPO, "plugins", "modules", "*.py")):
@@ -58,7 +59,7 @@ def message_formats():
             pieces = [p.replace("%%", "%") for p in pieces]
         if len("".join(pieces)) < MIN_LITERAL:
             continue
-        formats[text] = re.compile("(.+?)".join(re.escape(p) for p in pieces), re.S)
+        formats[text] = re.compile("(.*?)".join(re.escape(p) for p in pieces), re.S)
     return formats
 
 
