@@ -74,6 +74,11 @@ ANSIBLE_LABELS = {
                              "Return Values"),
     "ansible_configuration_settings": ("reference_appendices/config.html#ansible-configuration-settings",
                                        "Ansible Configuration Settings"),
+    # gentle.lb.member: an action plugin, described like ansible.builtin.package.
+    "action_plugins": ("plugins/action.html#action-plugins", "Action plugins"),
+    "ansible_collections.ansible.builtin.package_module": (
+        "collections/ansible/builtin/package_module.html#ansible-collections-ansible-builtin-package-module",
+        "ansible.builtin.package module"),
 }
 
 CONF_PY = '''# Written by tools/docsite.py.

@@ -215,6 +215,17 @@ def _results(registers):
     return found
 
 
+def _failure_text(result):
+    """What a failed call said.  A module that crashed may leave no ``msg`` (a
+    suppressed failure keeps only its traceback or stderr): their last line
+    then, so that the failure message names the cause."""
+    for key in ("msg", "exception", "module_stderr", "stderr"):
+        text = str(result.get(key) or "").strip()
+        if text:
+            return text if key == "msg" else "%s: %s" % (key, text.splitlines()[-1])
+    return "the call failed and returned no message (%s)" % ", ".join(sorted(result))
+
+
 def _failed(result):
     """Did the call fail?  The tasks' failed_when: false hides ``failed``;
     gentle.lb.member's ``call_failed`` does not."""
@@ -281,7 +292,7 @@ def rolling_deploy_outcome(registers, state, round_number=None):
                 ok=ok,
                 refused=failed and error_type == REFUSED,
                 error_type=None if ok else (error_type or "ActionFailed"),
-                msg=None if ok else str(result.get("msg", "failed")).strip(),
+                msg=None if ok else _failure_text(result),
                 guard=result.get("guard") if failed else None,
                 waited=bool(call["options"].get("wait")),
                 started=before.get("started", started),

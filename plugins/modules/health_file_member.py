@@ -278,7 +278,7 @@ def build(params):
     else:
         names = paired(view_params["server"], len(paths), "view.server", paths)
         selectors = [haproxy.selector_from(name, None) for name in names]
-        view = haproxy.HAProxyBackend(haproxy.transport_from(**specs.haproxy_connection(view_params)))
+        view = haproxy.backend_from(specs.haproxy_connection(view_params))
         backend = filedrain.HealthFileBackend(view, [filedrain.Target(sel, sw) for sel, sw in zip(selectors, switches)],
                                               notice_timeout=notice)
         view.validate_scope(view_params["backend"], selectors)

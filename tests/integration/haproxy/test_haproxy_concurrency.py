@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +24,9 @@ import pytest
 
 from conftest import VERSIONS, Lab  # conftest also puts the collection on sys.path
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from race_sampler import Sampler, repair_bound  # noqa: E402
+
 from ansible_collections.gentle.lb.plugins.module_utils import haproxy, member
 
 RACE_BACKENDS = {
@@ -30,7 +34,6 @@ RACE_BACKENDS = {
 }
 RACERS = ["r1", "r2", "r3", "r4"]
 FLOOR = 3            # of 4: only one of the racers may leave
-SAMPLE_EVERY = 0.010
 
 # The racers are forked from this multi-threaded test process (the lab's app
 # servers run in threads); they only open sockets, which is safe after fork.
@@ -55,71 +58,6 @@ def in_rotation(lab):
                 and stat["status"].startswith("UP"):
             count += 1
     return count
-
-
-class Sampler(object):
-    """Samples the in-rotation count every 10 ms until stopped."""
-
-    def __init__(self, lab):
-        self.lab = lab
-        self.samples = []          # (monotonic time, count)
-        self.windows = []          # (sample began, sample ended, count)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self.stopping.is_set():
-            began = time.monotonic()
-            try:
-                count = in_rotation(self.lab)
-                self.samples.append((time.monotonic(), count))
-                self.windows.append((began, time.monotonic(), count))
-            except Exception:      # a sample lost to a busy socket is not a finding
-                pass
-            self.stopping.wait(SAMPLE_EVERY)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(5)
-
-    def longest_below(self, floor):
-        """The longest stretch (seconds) the count stayed below ``floor``."""
-        longest, since = 0.0, None
-        for stamp, count in self.samples:
-            if count < floor and since is None:
-                since = stamp
-            elif count >= floor and since is not None:
-                longest = max(longest, stamp - since)
-                since = None
-        if since is not None:
-            longest = max(longest, self.samples[-1][0] - since)
-        return longest
-
-    def certainly_below(self, floor):
-        """The longest time the count was below ``floor`` for certain: from the
-        end of the first sample of a stretch that saw it below to the start of
-        the last one.  longest_below also counts the gaps between samples,
-        which a loaded machine stretches (one sample takes two socket
-        exchanges, and the sampler is a thread of a busy process)."""
-        longest, first_end, last_start = 0.0, None, None
-        for began, ended, count in self.windows + [(None, None, floor)]:
-            if count < floor:
-                if first_end is None:
-                    first_end = ended
-                last_start = began
-            elif first_end is not None:
-                longest = max(longest, last_start - first_end)
-                first_end = None
-        return longest
-
-    def resolution(self):
-        """The longest gap between the starts of two samples."""
-        starts = [began for began, _ended, _count in self.windows]
-        return max([b - a for a, b in zip(starts, starts[1:])] + [SAMPLE_EVERY])
 
 
 def _racer(socket_path, server, barrier, lock_dir, results):
@@ -153,7 +91,7 @@ def race(lab, racers, separate_locks):
         os.makedirs(lock_dir, exist_ok=True)
         processes.append(context.Process(target=_racer, args=(lab.hap.admin_socket, server, barrier,
                                                               lock_dir, results)))
-    with Sampler(lab) as sampler:
+    with Sampler(lambda: in_rotation(lab)) as sampler:
         for process in processes:
             process.start()
         for process in processes:
@@ -207,16 +145,9 @@ def test_runs_on_different_hosts_repair_a_crossed_floor_at_once(race_lab, racers
         assert all(kind in ("ok", "GuardRefusedError") for kind, _t in outcome.values()), outcome
         # However the writes interleaved, the runs leave the floor held...
         assert in_rotation(race_lab) >= FLOOR, outcome
-        # ...and any moment below it lasts no longer than the repair: each
-        # colliding run re-reads and undoes its write (one read and one write)
-        # before it returns, so a dip ends within the longest run at the
-        # latest, and within one read and write per racer when the machine
-        # is quiet.  What an exchange costs is measured right after each
-        # round (on a shared machine it changes); the sampler's gaps are
-        # measured too, and only the stretch seen below for certain counts.
-        per_exchange = exchange_seconds(race_lab)
-        longest_run = max(t for _kind, t in outcome.values())
-        bounds.append(max(len(racers) * 2 * per_exchange, longest_run) + 3 * SAMPLE_EVERY + 0.05)
+        # ...and any moment below it lasts no longer than the repair (race_sampler.py).
+        # What an exchange costs is measured right after each round: on a shared machine it changes.
+        bounds.append(repair_bound(racers, exchange_seconds(race_lab), outcome))
         dips.append(sampler.certainly_below(FLOOR))
         gaps.append(sampler.resolution())
         seen.append(sampler.longest_below(FLOOR))

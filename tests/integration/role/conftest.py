@@ -84,7 +84,7 @@ class Run(object):
         return self.stats.get("rolling_deploy_timings", {})
 
     def __repr__(self):
-        return "Run(rc=%s)\n%s" % (self.rc, self.output[-6000:])
+        return "Run(rc=%s)\n%s" % (self.rc, self.output[-int(os.environ.get("GENTLE_LB_RUN_TAIL", 6000)):])
 
 
 def playbook(lab, path=PLAYBOOK, extra_vars=None, timeout=300, args=(), env=None):
