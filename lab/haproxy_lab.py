@@ -607,6 +607,11 @@ def render_config(lab: "HAProxyLab") -> str:
         "defaults",
         "    mode http",
         "    timeout connect 2s",
+        # Without it a check must be answered within `inter` (200 ms): on a
+        # loaded 2-core machine a Python app thread misses that now and then,
+        # the server turns "UP 1/2" and the guard rightly stops counting it.
+        # Connect stays bounded by inter; only the answer gets 2 s.
+        "    timeout check 2s",
         "    timeout client 5m",
         "    timeout server 5m",
         "    timeout queue 10s",
