@@ -425,6 +425,61 @@ def rolling_deploy_record(host, drain, restore, marks, failure, round_number, ch
     return record
 
 
+SERIAL_FORMS = ("a number of hosts (2), a percentage ('25%') or steps ([1, '25%', '100%'], "
+                "also written 1,25%,100%)")
+
+
+def _serial_step(step, whole):
+    """One batch size: a positive int or 'N%' (1-100), as the play's serial takes it."""
+    if isinstance(step, bool):
+        raise AnsibleFilterError("rolling_deploy_serial %r: %r is not a batch size; use %s" % (whole, step, SERIAL_FORMS))
+    if isinstance(step, int):
+        number, percent = step, False
+    else:
+        text = str(step).strip()
+        percent = text.endswith("%")
+        try:
+            number = int(text[:-1] if percent else text)
+        except ValueError:
+            raise AnsibleFilterError("rolling_deploy_serial %r: %r is not a batch size; use %s"
+                                     % (whole, step, SERIAL_FORMS))
+    if number < 1 or (percent and number > 100):
+        raise AnsibleFilterError("rolling_deploy_serial %r: %r is out of range (at least 1 host, or 1%%-100%%); "
+                                 "every host at once is what a rolling deploy avoids" % (whole, step))
+    return "%d%%" % number if percent else number
+
+
+def rolling_deploy_serial(value):
+    """The play's ``serial`` from whatever form the variable arrived in.
+
+    YAML and a JSON ``-e`` give an int, a string or a list; a plain
+    ``-e rolling_deploy_serial=[1,"50%"]`` and an AWX survey text field give
+    the same written as a string.  An empty string (an unanswered survey
+    field) means one host at a time."""
+    steps = value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return 1
+        if text.startswith("["):
+            try:
+                steps = json.loads(text)
+            except ValueError:
+                # Single quotes, as people write Python and YAML lists: ['1', '50%']
+                try:
+                    steps = json.loads(text.replace("'", '"'))
+                except ValueError:
+                    raise AnsibleFilterError("rolling_deploy_serial %r: not a list; use %s" % (value, SERIAL_FORMS))
+        else:
+            steps = [part for part in text.replace(",", " ").split() if part]
+    if not isinstance(steps, (list, tuple)):
+        steps = [steps]
+    if not steps:
+        raise AnsibleFilterError("rolling_deploy_serial %r: no batch size; use %s" % (value, SERIAL_FORMS))
+    parsed = [_serial_step(step, value) for step in steps]
+    return parsed[0] if len(parsed) == 1 else parsed
+
+
 class FilterModule(object):
     def filters(self):
         return dict(
@@ -434,4 +489,5 @@ class FilterModule(object):
             rolling_deploy_hosts=rolling_deploy_hosts,
             rolling_deploy_split=rolling_deploy_split,
             rolling_deploy_record=rolling_deploy_record,
+            rolling_deploy_serial=rolling_deploy_serial,
         )

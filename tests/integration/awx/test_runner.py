@@ -134,13 +134,15 @@ def haproxy_credential(lab):
 
 @pytest.fixture(scope="module")
 def good_job(tmp_path_factory):
-    """Survey answers as AWX passes them: serial is a text answer ("50%" of two
-    hosts: one per batch; job slicing would run slices in parallel instead).
+    """Survey answers as AWX passes them: serial and min_active are text answers
+    ("50%" of two hosts: one per batch; job slicing would run slices in
+    parallel instead).
     The binding names no connection: the job's HAProxy credential injects the
     stats page, and the module runs in the execution environment (localhost)."""
     survey = {
         "rolling_deploy_hosts": "app",
         "rolling_deploy_serial": "50%",
+        "rolling_deploy_min_active": "50%",      # a text question, so a percentage can be entered
         "rolling_deploy_bindings": [{"type": "haproxy", "delegate_to": "localhost", "backend": "app",
                                      "server": "{{ inventory_hostname }}"}],
     }

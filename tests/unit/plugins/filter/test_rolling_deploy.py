@@ -174,3 +174,22 @@ def test_record(failure, expected):
     assert (record["drain"], record["wait"], record["deploy"], record["health"], record["restore"], record["total"]) \
         == (1.0, 0.5, 2.5, 1.0, 0.4, 7.0)
     assert record["touched"]
+
+
+# --- rolling_deploy_serial: the play's serial from every form it arrives in
+
+@pytest.mark.parametrize("given, expected", [
+    (1, 1), (3, 3), ("2", 2), (" 25% ", "25%"), ("100%", "100%"), ("", 1),
+    ([1, "50%"], [1, "50%"]), (["1", "25%", 4], [1, "25%", 4]),
+    ('[1,"50%"]', [1, "50%"]),                 # -e rolling_deploy_serial=[1,"50%"]
+    ("[1, '25%', '100%']", [1, "25%", "100%"]),  # single quotes, as written in YAML or Python
+    ("1,25%,100%", [1, "25%", "100%"]), ("1 25%", [1, "25%"]), ("[2]", 2),
+])
+def test_serial_takes_every_form(given, expected):
+    assert planner.rolling_deploy_serial(given) == expected
+
+
+@pytest.mark.parametrize("given", [0, -1, "0", "0%", "101%", "ten", "[1, 'x']", "[1,", [], True, "1.5", "12.5%"])
+def test_serial_refuses_what_is_not_a_batch_size(given):
+    with pytest.raises(planner.AnsibleFilterError, match="rolling_deploy_serial"):
+        planner.rolling_deploy_serial(given)
