@@ -177,6 +177,8 @@ class FileDrainBackend(Backend):
     drained_weight = None
     can_force = False
     removes_member = False
+    # What else to look at when the balancer never reacts to a written file.
+    notice_hint = ""
 
     def __init__(self, view, targets, notice_timeout=30.0, clock=time.monotonic, sleep=time.sleep):
         super(FileDrainBackend, self).__init__()
@@ -338,9 +340,9 @@ class FileDrainBackend(Backend):
                 raise NoticeTimeoutError(
                     "%s %s in %s %s: %s was written, but after %gs %s still has it in rotation (%s); it "
                     "was put back and nothing is left changed; check that the balancer's check looks at "
-                    "this file, or raise the check's timing options"
+                    "this file, or raise the check's timing options%s"
                     % (self.member_label, member.name, self.container_label, member.container, switch.label,
-                       self.notice_timeout, self.kind, state))
+                       self.notice_timeout, self.kind, state, self.notice_hint))
             self.sleep(next(intervals))
 
     def _undo_written(self):
@@ -397,6 +399,13 @@ class KeepalivedBackend(FileDrainBackend):
     """keepalived's maintenance files, read through the director's IPVS table:
     keepalived quiesces a failed real server to weight 0 (inhibit_on_failure),
     so weight 0 is out and a weight above 0 is keepalived's checks passing."""
+
+    # keepalived before 2.3 can stop running a MISC_CHECK for good when its
+    # script times out as it exits (acassen/keepalived#2363): a loaded
+    # director then never sees the file.
+    notice_hint = ("; if keepalived's log says 'Misc script ... child (PID n) lost', its maintenance check no longer "
+                   "runs (a keepalived bug before 2.3): only a restart brings it back, and a restart flushes IPVS, so "
+                   "move the VIPs to the peer first (docs/lvs_director.md)")
 
     def seen_out(self, raw):
         return not raw.weight

@@ -200,6 +200,23 @@ def test_keepalived_weight_zero_is_out_and_the_weight_is_keepalived_s(tmp_path):
     assert (restored["members"][0]["state"], restored["members"][0]["health"]) == ("present", "up")
 
 
+def test_keepalived_that_never_reacts_is_put_back_and_its_lost_checker_named(tmp_path):
+    """keepalived before 2.3 can lose a MISC_CHECK for good (its script timed
+    out as it exited); the error says where to look, the file is put back."""
+    clock = FakeClock()
+    switch = filedrain.MaintenanceSwitch(str(tmp_path / "web1"), [])
+    members = [Member("tcp:10.0.0.100:80", "10.0.0.%d:80" % n, "10.0.0.%d" % n, 80, weight=1, health="unknown")
+               for n in (1, 2)]
+    view = FakeView(members, {"10.0.0.1:80": switch.is_out}, notice_polls=10 ** 6, ipvs=True)
+    backend = filedrain.KeepalivedBackend(view, [filedrain.Target(Selector(address="10.0.0.1"), switch)],
+                                          notice_timeout=5, clock=clock.clock, sleep=clock.sleep)
+    with pytest.raises(filedrain.NoticeTimeoutError) as caught:
+        core.run(backend, Request("drained", [Selector(address="10.0.0.1")], min_active=0),
+                 clock=clock.clock, sleep=clock.sleep)
+    assert "child (PID n) lost" in caught.value.msg and "only a restart" in caught.value.msg
+    assert not os.path.exists(str(tmp_path / "web1"))
+
+
 def test_computed_wait_counts_from_the_move_and_never_again(tmp_path):
     path = tmp_path / "page"
     path.write_text("OK\n")
