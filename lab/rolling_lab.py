@@ -104,17 +104,21 @@ class RollingLab:
     """HAProxy + app instances + load generator; see the module docstring.
 
     instances     number of app instances (web1..webN)
-    haproxy       "2.6" or "3.0"
+    haproxy       "2.6", "3.0" or "3.2"
     version       the version every instance starts with
     binding       "haproxy" (drain through the admin socket) or "health_file"
                   (instances run with --health-file; the role moves the file
                   aside and reads HAProxy's view through the info module)
+    master_worker HAProxy as production's systemd unit runs it (-W -S, a
+                  master CLI); the bindings then name master_socket, so the
+                  drain counts the sessions of every live worker
     workdir       keep everything here (default: a fresh temporary
                   directory, removed on stop())
     """
 
     def __init__(self, instances: int = 4, haproxy: str = "2.6", version: str = "v1",
-                 binding: str = "haproxy", workdir=None, stop_timeout: float = 10.0):
+                 binding: str = "haproxy", workdir=None, stop_timeout: float = 10.0,
+                 master_worker: bool = False):
         if binding not in BINDINGS:
             raise LabError(f"binding {binding!r}: use one of {', '.join(BINDINGS)}")
         self.instances = instances
@@ -122,6 +126,7 @@ class RollingLab:
         self.version = version
         self.binding = binding
         self.stop_timeout = stop_timeout
+        self.master_worker = master_worker
         self._own_workdir = workdir is None
         # Short path: HAProxy's unix sockets live in it (108-byte limit).
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="rlab-"))
@@ -181,11 +186,10 @@ class RollingLab:
             version=self.haproxy_version, workdir=self.workdir / "haproxy",
             backends={BACKEND: {"balance": "roundrobin", "httpchk": "GET /health",
                                 "default_server": CHECKS, "servers": servers}},
-            # Checks every 200 ms, but a check may take up to 2 s: on a busy
-            # machine (the test suites run side by side) a slow answer must
-            # not flap a server DOWN.  A stopped instance refuses the check's
+            # Checks every 200 ms, and a check may take up to 2 s (the lab's
+            # "timeout check 2s"): a stopped instance refuses the check's
             # connection at once, so it is still marked DOWN within 0.4 s.
-            extra_defaults=["timeout check 2s"])
+            master_worker=self.master_worker)
         # Servers with no in-process app point at "dead ports": give them the
         # ports of our app processes instead.
         for node in self.nodes:
@@ -308,6 +312,8 @@ class RollingLab:
     def inventory_data(self) -> dict:
         python = sys.executable
         lb_vars = {"lab_haproxy_socket": self.haproxy.admin_socket}
+        if self.master_worker:
+            lb_vars["lab_haproxy_master_socket"] = self.haproxy.master_socket
         app_vars = {
             "lab_python": python,
             "lab_ctl": str(CTL),
@@ -328,6 +334,10 @@ class RollingLab:
                 "server": "{{ inventory_hostname }}",
                 "socket": "{{ hostvars['lb1'].lab_haproxy_socket }}",
             }]
+            if self.master_worker:
+                # Every live worker's sessions, the old ones' after a reload too.
+                app_vars["rolling_deploy_bindings"][0]["master_socket"] = \
+                    "{{ hostvars['lb1'].lab_haproxy_master_socket }}"
         else:
             # HAProxy probes /health, which fails while the file is aside (so
             # the health gate cannot use it): the gate asks /version instead.

@@ -16,7 +16,9 @@ Endpoints (GET, HEAD and OPTIONS; every response carries X-App-Version and
 X-App-Name):
 
     /            200 JSON {"version", "name", "pid"}
-    /slow?ms=N   the same, answered after N ms (capped at 60 s)
+    /slow?ms=N   the same, answered after N ms (capped at 60 s); with
+                 &until=PATH, as soon as that file exists (tests release a
+                 held request exactly when they want)
     /health      200 "OK <version>"; 503 "DRAINING <version> ..." while the
                  --health-file is missing (the health_file drain pattern);
                  503 "BROKEN <version>" for a broken build (--broken or a
@@ -196,7 +198,8 @@ class AppHandler(BaseHTTPRequestHandler):
         if url.path == "/":
             self.answer_app(send_body)
         elif url.path == "/slow":
-            self.hold(parse_qs(url.query).get("ms", ["1000"])[0])
+            query = parse_qs(url.query)
+            self.hold(query.get("ms", ["1000"])[0], query.get("until", [None])[0])
             self.answer_app(send_body)
         elif url.path == "/health":
             self.answer_health(send_body)
@@ -205,13 +208,16 @@ class AppHandler(BaseHTTPRequestHandler):
         else:
             self.reply(404, "not found\n", "text/plain", send_body)
 
-    def hold(self, ms_text):
-        """Hold the response like a slow real request (a plain sleep)."""
+    def hold(self, ms_text, until=None):
+        """Hold the response like a slow real request (a plain sleep), or
+        until the file ``until`` appears."""
         try:
             ms = min(max(int(ms_text), 0), MAX_SLOW_MS)
         except ValueError:
             ms = 1000
-        time.sleep(ms / 1000.0)
+        deadline = time.monotonic() + ms / 1000.0
+        while time.monotonic() < deadline and not (until and os.path.exists(until)):
+            time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
 
     def answer_app(self, send_body):
         cfg = self.server.config
