@@ -30,7 +30,8 @@ ENDPOINTS = {
                               "body?, seconds?}",
     "DELETE /_emulator/faults": "clear injected faults",
     "GET /_emulator/ha": "this device, its device group, failover states and sync status",
-    "POST /_emulator/failover": "{active: device name, move_connections?: true}: fail the group over",
+    "POST /_emulator/failover": "{active: device name, move_connections?: true, at_next_stats?: false}: fail the "
+                                "group over (now, or right before the next pool member stats request is answered)",
     "POST /_emulator/sync": "run config-sync to-group from this device",
     "GET /_emulator/clock": "the emulator's clock",
     "POST /_emulator/clock": "{advance: seconds}: move the clock forward (drains, token expiry)",
@@ -136,6 +137,11 @@ def _handle(state, route, query, body):
     if route == "POST /_emulator/failover":
         if not body.get("active"):
             raise ControlError(400, "name the device to make active: {\"active\": \"bigip2.example.com\"}")
+        if body.get("at_next_stats"):
+            if state.group is None or body["active"] not in [s.device.name for s in state.group.members]:
+                raise ControlError(400, "no device %r in this device's group" % body["active"])
+            state.failover_at_next_stats = (body["active"], body.get("move_connections", True))
+            return _ha(state)
         try:
             ha.failover(state, body["active"], body.get("move_connections", True))
         except ValueError as exc:

@@ -255,9 +255,11 @@ class F5Emulator:
         """This device, its group, failover states and sync status."""
         return self.control("GET", "ha")
 
-    def failover(self, active, move_connections=True):
-        """Make the named device of the group active (connections move with it)."""
-        return self.control("POST", "failover", {"active": active, "move_connections": move_connections})
+    def failover(self, active, move_connections=True, at_next_stats=False):
+        """Make the named device of the group active (connections move with it),
+        now or right before this device answers its next member stats request."""
+        return self.control("POST", "failover", {"active": active, "move_connections": move_connections,
+                                                 "at_next_stats": at_next_stats})
 
 
 class F5Pair:

@@ -285,10 +285,19 @@ def members(ctx, pool):
     raise not_allowed(ctx)
 
 
+def _armed_failover(state):
+    """A failover a test armed for this moment: the stats answer comes from
+    after it (a failover between a client's two reads)."""
+    armed, state.failover_at_next_stats = state.failover_at_next_stats, None
+    if armed is not None:
+        ha.failover(state, *armed)
+
+
 @route(r"/mgmt/tm/ltm/pool/{pool}/members/stats")
 def members_stats(ctx, pool):
     if ctx.req.method != "GET":
         raise not_allowed(ctx)
+    _armed_failover(ctx.state)
     pool = ctx.state.pool(url_segment_to_fullpath(pool))
     return ok(views.members_stats_json(ctx.state, ctx.links, pool))
 
@@ -313,6 +322,7 @@ def member_item(ctx, pool, member):
 def member_stats(ctx, pool, member):
     if ctx.req.method != "GET":
         raise not_allowed(ctx)
+    _armed_failover(ctx.state)
     pool = ctx.state.pool(url_segment_to_fullpath(pool))
     member = ctx.state.member(pool, _member_fullpath(member))
     return ok(views.member_stats_json(ctx.state, ctx.links, pool, member))

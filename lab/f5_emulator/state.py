@@ -124,6 +124,9 @@ class State:
         self.transactions = {}
         self.requests = RequestLog()
         self.faults = Faults()
+        # (active device name, move_connections): a failover armed to happen
+        # right before the next member stats request is answered.
+        self.failover_at_next_stats = None
         self._generation = 1
 
     def now(self):

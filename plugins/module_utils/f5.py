@@ -1873,8 +1873,17 @@ class F5Backend(Backend):
 
     def poll(self, containers):
         self._sync_written()
+        records = self._poll_stats()
+        # The failover state is read after the stats, not before: a failover
+        # between the two reads would otherwise let the new standby's empty
+        # stats end the wait while the connections go on on the new active.
         if self._follow_failover():
             return [m for m in self._full_read(self._pools or containers) if self._selected(m.container, m)]
+        return records
+
+    def _poll_stats(self):
+        """The targets' records from their stats (or from the floor check's
+        answer, when it is fresh)."""
         answer, self._floor_answer = self._floor_answer, None
         if answer is not None and time.monotonic() - answer[0] > REUSE_WINDOW:
             answer = None

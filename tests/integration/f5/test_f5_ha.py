@@ -106,9 +106,10 @@ def test_automatic_sync_needs_nothing(auto_pair):
     assert stored(auto_pair.devices[1]) == DISABLED
 
 
-def drain_through_a_failover(pair, **args):
+def drain_through_a_failover(pair, at_next_stats=False, **args):
     """Drain 10.0.0.1:80 (held connections) on bigip1; fail over to bigip2 during the
-    wait, connections and all; then let them end on bigip2."""
+    wait, connections and all (with ``at_next_stats``, exactly between the wait's
+    failover-state read and its stats read); then let them end on bigip2."""
     bigip(pair, 0).set_member(pool="/Common/web", member="10.0.0.1:80", connections=4, drain_rate="hold")
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(result=run(pair, pool="web", name="10.0.0.1:80",
@@ -117,7 +118,7 @@ def drain_through_a_failover(pair, **args):
     try:
         wait_for(lambda: stored(bigip(pair, 0)) == DISABLED, what="the drain on bigip1")
         time.sleep(0.5)                                   # the wait is on
-        bigip(pair, 0).failover("bigip2.example.com")      # mirrored connections move to bigip2
+        bigip(pair, 0).failover("bigip2.example.com", at_next_stats=at_next_stats)  # connections move too
         # The waiting run notices the failover at its next look and drains on bigip2;
         # how soon depends on this machine's load, so wait for that or for the run's end.
         wait_for(lambda: stored(bigip(pair, 1)) == DISABLED or not thread.is_alive(), timeout=45,
@@ -140,8 +141,11 @@ def test_failover_mid_drain_after_config_sync(pair):
         warnings(result)
 
 
-def test_failover_mid_drain_without_sync_is_repaired_on_the_new_active(pair):
-    result = drain_through_a_failover(pair)
+@pytest.mark.parametrize("at_next_stats", [False, True], ids=["any-moment", "between-two-reads"])
+def test_failover_mid_drain_without_sync_is_repaired_on_the_new_active(pair, at_next_stats):
+    # between-two-reads: the stats the wait reads come from the new standby, empty;
+    # they must not end the wait while the connections go on on bigip2.
+    result = drain_through_a_failover(pair, at_next_stats=at_next_stats)
     assert not result.failed, result
     # bigip2 had its own (enabled) copy of the member: the wait put it back there.
     assert result["reasserted"] == 1

@@ -659,13 +659,17 @@ def test_in_a_run_the_plan_reads_the_targets_stats_only():
 
 def test_poll_with_many_targets_reads_the_pool_stats_once():
     names = ["10.0.0.%d:80" % i for i in range(1, 5)]
+    # The poll reads the stats first and the failover state after them (a
+    # failover between the two must not let a standby's stats end a wait).
     session = FakeSession(login_ok(), members_answer(*[item(n) for n in names]),
-                          stats_answer("/Common/web", *[(n, 1) for n in names]), STANDALONE,
-                          stats_answer("/Common/web", *[(n, 0) for n in names[:3]]))
+                          stats_answer("/Common/web", *[(n, 1) for n in names]),
+                          stats_answer("/Common/web", *[(n, 0) for n in names[:3]]), STANDALONE)
     backend = backend_for(session, selector=f5.MemberSelector(port=80))
     backend.read(["/Common/web"])
+    before = len(session.paths())
     polled = backend.poll(["/Common/web"])
-    assert session.paths()[-1] == "GET /mgmt/tm/ltm/pool/~Common~web/members/stats"
+    assert session.paths()[before:] == ["GET /mgmt/tm/ltm/pool/~Common~web/members/stats",
+                                        "GET /mgmt/tm/cm/device-group"]
     # A member missing from the stats was deleted meanwhile: it reads as gone.
     assert [(m.name, m.state, m.sessions) for m in polled][-1] == ("10.0.0.4:80", "absent", 0)
 
