@@ -105,6 +105,7 @@ class Guests(object):
             "lvs_director_config_path": config,
             "lvs_director_maintenance_dir": os.path.join(out, "maint"),
             "lvs_director_maintenance_delay_loop": data["lvs_director_maintenance_delay_loop"],
+            "lvs_director_maintenance_timeout": data["lvs_director_maintenance_timeout"],
             "lvs_director_router_id": "uml-lab",
         }, args=("-c", "local"))
         with open(os.path.join(out, "render.log"), "w") as handle:

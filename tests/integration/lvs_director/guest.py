@@ -408,9 +408,10 @@ def lab_vars(part):
                    "connect_timeout": 1, "retry": 1, "delay_before_retry": 1}},
         {"name": "echo", "vip": VIPS[0], "port": 7, "scheduler": "rr", "delay_loop": 5,
          "maintenance_check": False, "check": {"type": "TCP_CHECK", "connect_timeout": 1}},
+        # misc_timeout as for the maintenance checks (lab_vars): a lost MISC_CHECK never runs again.
         {"name": "dyn", "fwmark": 1, "real_port": 80, "delay_loop": 5, "maintenance_check": False,
          "check": {"type": "MISC_CHECK", "misc_path": BIN + "/dynweight", "misc_dynamic": True,
-                   "misc_timeout": 2}},
+                   "misc_timeout": 20}},
     ]
     rolling = [
         # A check that tolerates one slow answer: under a loaded host (other
