@@ -196,7 +196,9 @@ def one_rollout(approach, args, scenario):
     shutil.rmtree(work, ignore_errors=True)
 
     # The deploy command's own duration, per host (the only command task of every playbook).
-    deltas = dict((r["host"], seconds(r["delta"])) for r in rows if r.get("delta") and r["task"].startswith("Lab |"))
+    # Inside the role the task's name carries the role's prefix ("gentle.lb.rolling_deploy : Lab | ...").
+    deltas = dict((r["host"], seconds(r["delta"])) for r in rows
+                  if r.get("delta") and r["task"].split(" : ")[-1].startswith("Lab |"))
     critical = sum(max(deltas.get(h, 0.0) for h in batch)
                    for half in halves for batch in batches(half, knobs["serial"]))
     phases = dict((p, 0.0) for p in PHASES)
