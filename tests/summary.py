@@ -1,12 +1,14 @@
 # -*- coding: utf-8 -*-
 """The end of `make test`: one line per suite (its counts from the JUnit report,
-its time), one per check (passed or failed, its time), and one total, so a
-parallel run ends with a table in which a slow or failed part stands out.
+its wall time and CPU time), one per check (passed or failed, its times), and one
+total, so a parallel run ends with a table in which a slow, a CPU-hungry or a failed
+part stands out.  On 2 cores the suites' CPU time summed, halved, is about the least
+wall time the run can take.
 
     python tests/summary.py REPORT_DIR --suites S... --checks C... [--wall SECONDS] [--jobs N]
 
 REPORT_DIR holds <suite>.xml (pytest --junitxml) and <name>.run, which
-tests/timed writes for every suite and check: "<seconds> <exit status>".
+tests/timed writes for every suite and check: "<seconds> <exit status> <cpu seconds>".
 Exit status 1 when anything failed or did not report.
 """
 
@@ -30,13 +32,14 @@ def totals(path):
 
 
 def timing(report_dir, name):
-    """(seconds, exit status) from <name>.run, or (None, None) if it never ended."""
+    """(seconds, exit status, cpu seconds) from <name>.run, or Nones if it never ended."""
     try:
         with open(os.path.join(report_dir, name + ".run")) as handle:
-            seconds, status = handle.read().split()
-        return float(seconds), int(status)
-    except (OSError, ValueError):
-        return None, None
+            fields = handle.read().split()
+        cpu = float(fields[2]) if len(fields) > 2 else None
+        return float(fields[0]), int(fields[1]), cpu
+    except (OSError, ValueError, IndexError):
+        return None, None, None
 
 
 def minutes(seconds):
@@ -55,14 +58,16 @@ def main(argv):
     args = parser.parse_args(argv)
 
     passed = failed = skipped = 0
+    cpu_total = 0.0
     bad = []
-    print("%-26s %7s %7s %7s %9s" % ("suite", "passed", "failed", "skipped", "time"))
+    print("%-26s %7s %7s %7s %9s %9s" % ("suite", "passed", "failed", "skipped", "time", "cpu"))
     for suite in args.suites:
-        seconds, status = timing(args.report_dir, suite)
+        seconds, status, cpu = timing(args.report_dir, suite)
+        cpu_total += cpu or 0.0
         path = os.path.join(args.report_dir, suite + ".xml")
         if not os.path.exists(path):
-            print("%-26s no report: the suite did not run to the end (exit status %s) %9s"
-                  % (suite, status, minutes(seconds)))
+            print("%-26s no report: the suite did not run to the end (exit status %s) %9s %9s"
+                  % (suite, status, minutes(seconds), minutes(cpu)))
             failed += 1
             bad.append(suite)
             continue
@@ -71,14 +76,15 @@ def main(argv):
         ok = counts["tests"] - errors - counts["skipped"]
         # The suite's whole run (tests/timed) when known, else pytest's own count.
         shown = seconds if seconds is not None else counts["time"]
-        print("%-26s %7d %7d %7d %9s" % (suite, ok, errors, counts["skipped"], minutes(shown)))
+        print("%-26s %7d %7d %7d %9s %9s" % (suite, ok, errors, counts["skipped"], minutes(shown), minutes(cpu)))
         passed, failed, skipped = passed + ok, failed + errors, skipped + counts["skipped"]
         if errors or status:
             bad.append(suite)
     for check in args.checks:
-        seconds, status = timing(args.report_dir, check)
+        seconds, status, cpu = timing(args.report_dir, check)
+        cpu_total += cpu or 0.0
         result = "did not end" if status is None else "passed" if status == 0 else "FAILED (exit status %d)" % status
-        print("%-26s %-25s %9s" % (check, result, minutes(seconds)))
+        print("%-26s %-25s %9s %9s" % (check, result, minutes(seconds), minutes(cpu)))
         if status != 0:
             bad.append(check)
     line = "make test: %d passed, %d failed, %d skipped" % (passed, failed, skipped)
@@ -86,6 +92,7 @@ def main(argv):
         line += "; %s wall time" % minutes(args.wall).strip()
         if args.jobs:
             line += " (TEST_JOBS=%s)" % args.jobs
+        line += ", %s CPU time" % minutes(cpu_total).strip()
     if bad:
         line += "; failed: %s" % ", ".join(bad)
     print(line)
