@@ -416,6 +416,7 @@ def rolling_deploy_record(host, drain, restore, marks, failure, round_number, ch
         record["total"] = round(marks["end"] - marks["start"], 2)
     if failure:
         record.update(result="failed", step=failure["step"], msg=failure["msg"])
+        record.update((k, failure[k]) for k in ("error_type", "reason") if failure.get(k))
     elif mine_drain is not None and not mine_drain["ok"]:
         record.update(result="failed", step="drain", msg=mine_drain["msg"], error_type=mine_drain["error_type"])
     elif mine_restore is not None and not mine_restore["ok"]:
@@ -423,6 +424,114 @@ def rolling_deploy_record(host, drain, restore, marks, failure, round_number, ch
     if check_mode:
         record["check_mode"] = True
     return record
+
+
+
+# --------------------------------------------------------------------------
+# Rollout control: failure tolerance, deadlines
+# --------------------------------------------------------------------------
+
+DEPLOY_TIMEOUT = "DeployTimeoutError"
+ROLLOUT_DEADLINE = "RolloutDeadlineError"
+TOO_MANY_FAILED = "TooManyFailedError"
+MAX_FAILED_FORMS = "a number of hosts (2) or a percentage of the play's hosts ('10%')"
+
+
+def rolling_deploy_max_failed(value, hosts):
+    """How many failed hosts rolling_deploy_max_failed lets the rollout go on
+    past, of ``hosts`` (the play's hosts: a count or a list).  A percentage is
+    of the play's hosts, rounded down (10% of 15 hosts tolerates 1): a
+    tolerance never tolerates more than it says.  Text (``-e k=v``, an AWX
+    survey) is read as YAML would; an empty answer means 0."""
+    total = hosts if isinstance(hosts, int) else len(hosts)
+    if isinstance(value, bool):
+        raise AnsibleFilterError("rolling_deploy_max_failed %r: use %s" % (value, MAX_FAILED_FORMS))
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return 0
+    percent = text.endswith("%")
+    try:
+        number = int(text[:-1].strip() if percent else text)
+    except ValueError:
+        raise AnsibleFilterError("rolling_deploy_max_failed %r: use %s" % (value, MAX_FAILED_FORMS))
+    if number < 0 or (percent and number > 100):
+        raise AnsibleFilterError("rolling_deploy_max_failed %r: out of range (0 or more hosts, 0%%-100%%)" % (value,))
+    return total * number // 100 if percent else number
+
+
+def _hostvar(hostvars, host, name, default=None):
+    try:
+        return hostvars[host][name]
+    except KeyError:
+        return default
+
+
+def rolling_deploy_stop(hosts_all, hostvars, hosts_left, max_failed=0, deadline=0, now=None):
+    """Whether the rollout has stopped, and why, before a host is drained.
+
+    ``hosts_all``/``hosts_left``: ansible_play_hosts_all/ansible_play_hosts.
+    A host failed when Ansible took it out of the play (unreachable, failed
+    outside the role) or when its round recorded ``_rolling_deploy_result``
+    failed (a failure rolling_deploy_max_failed tolerated stays counted).
+    The rollout stops when more hosts failed than rolling_deploy_max_failed
+    allows, or when rolling_deploy_deadline seconds have passed since the
+    first batch started (the earliest ``_rolling_deploy_marks.start``).
+
+    Returns {stopped, reason (failed|deadline|None), error_type, failed
+    [hosts], allowed, elapsed, msg}."""
+    left = set(hosts_left or [])
+    failed = [h for h in hosts_all if h not in left or _hostvar(hostvars, h, "_rolling_deploy_result") == "failed"]
+    allowed = rolling_deploy_max_failed(max_failed, len(hosts_all))
+    starts = []
+    for host in hosts_all:
+        marks = _hostvar(hostvars, host, "_rolling_deploy_marks") or {}
+        if marks.get("start") not in (None, ""):
+            starts.append(float(marks["start"]))
+    elapsed = round(float(now) - min(starts), 1) if starts and now is not None else 0.0
+    deadline = int(deadline or 0)
+    result = dict(stopped=False, reason=None, error_type=None, failed=failed, allowed=allowed,
+                  elapsed=elapsed, msg=None)
+    if len(failed) > allowed:
+        result.update(stopped=True, reason="failed", error_type=TOO_MANY_FAILED,
+                      msg="the rollout stopped because %s failed earlier in this run%s" % (
+                          ", ".join(failed), (", more than rolling_deploy_max_failed=%s allows (%d)"
+                                              % (max_failed, allowed))
+                                              if str(max_failed).strip() not in ("", "0") else ""))
+    elif deadline and elapsed > deadline:
+        result.update(stopped=True, reason="deadline", error_type=ROLLOUT_DEADLINE,
+                      msg="the rollout stopped because rolling_deploy_deadline=%d s has passed: it has run %.1f s "
+                          "since its first batch started" % (deadline, elapsed))
+    return result
+
+
+def rolling_deploy_time_left(timeout, started, now):
+    """The ``timeout`` keyword for the next task of the deploy step: the
+    seconds left of rolling_deploy_deploy_timeout since ``started`` (at least
+    1, so a late task is cut at once rather than never), or 0 (none) when
+    there is no timeout."""
+    timeout = int(timeout or 0)
+    if not timeout:
+        return 0
+    left = timeout - (float(now) - float(started or now))
+    return max(1, int(left) + (0 if left == int(left) else 1))
+
+
+def rolling_deploy_timed(failure, failed_result, elapsed, timeout):
+    """The failure the rescue of the deploy step records, told apart by
+    structure, never by message text: a task Ansible cut at its ``timeout``
+    (its result has ``timedout``) or a step that ran past
+    rolling_deploy_deploy_timeout is a DeployTimeoutError (reason deadline)."""
+    timeout = int(timeout or 0)
+    if not timeout or not failure or failure.get("step") != "deploy":
+        return failure
+    cut = isinstance(failed_result, dict) and bool(failed_result.get("timedout"))
+    elapsed = float(elapsed or 0)
+    if not cut and elapsed < timeout:
+        return failure
+    what = "a deploy task was cut at its time limit" if cut else "the deploy step ran past it"
+    return dict(failure, error_type=DEPLOY_TIMEOUT, reason="deadline",
+                msg="rolling_deploy_deploy_timeout=%d s: %s after %.1f s (%s)" % (
+                    timeout, what, elapsed, failure.get("msg") or "failed"))
 
 
 SERIAL_FORMS = ("a number of hosts (2), a percentage ('25%') or steps ([1, '25%', '100%'], "
@@ -490,4 +599,8 @@ class FilterModule(object):
             rolling_deploy_split=rolling_deploy_split,
             rolling_deploy_record=rolling_deploy_record,
             rolling_deploy_serial=rolling_deploy_serial,
+            rolling_deploy_max_failed=rolling_deploy_max_failed,
+            rolling_deploy_stop=rolling_deploy_stop,
+            rolling_deploy_time_left=rolling_deploy_time_left,
+            rolling_deploy_timed=rolling_deploy_timed,
         )
