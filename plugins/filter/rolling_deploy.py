@@ -426,7 +426,6 @@ def rolling_deploy_record(host, drain, restore, marks, failure, round_number, ch
     return record
 
 
-
 # --------------------------------------------------------------------------
 # Rollout control: failure tolerance, deadlines
 # --------------------------------------------------------------------------
@@ -492,11 +491,11 @@ def rolling_deploy_stop(hosts_all, hostvars, hosts_left, max_failed=0, deadline=
     result = dict(stopped=False, reason=None, error_type=None, failed=failed, allowed=allowed,
                   elapsed=elapsed, msg=None)
     if len(failed) > allowed:
+        beyond = ""
+        if str(max_failed).strip() not in ("", "0"):
+            beyond = ", more than rolling_deploy_max_failed=%s allows (%d)" % (max_failed, allowed)
         result.update(stopped=True, reason="failed", error_type=TOO_MANY_FAILED,
-                      msg="the rollout stopped because %s failed earlier in this run%s" % (
-                          ", ".join(failed), (", more than rolling_deploy_max_failed=%s allows (%d)"
-                                              % (max_failed, allowed))
-                                              if str(max_failed).strip() not in ("", "0") else ""))
+                      msg="the rollout stopped because %s failed earlier in this run%s" % (", ".join(failed), beyond))
     elif deadline and elapsed > deadline:
         result.update(stopped=True, reason="deadline", error_type=ROLLOUT_DEADLINE,
                       msg="the rollout stopped because rolling_deploy_deadline=%d s has passed: it has run %.1f s "
