@@ -3,8 +3,8 @@
 on past a failed host and stops it at the one too many; the pause between
 batches runs once per batch; rolling_deploy_deploy_timeout cuts a hung deploy
 and hands the host to rolling_deploy_on_failure.  (The rollout deadline is
-proven by tests/unit/plugins/filter/test_rolling_deploy_control.py and a
-check-mode run here.)"""
+proven by tests/unit/plugins/filter/test_rolling_deploy_control.py only: no
+real run here can wait for a deadline in the time a test may take.)"""
 
 import os
 import re
