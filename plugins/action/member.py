@@ -7,7 +7,7 @@ goes to it unchanged (module_defaults of that module and its action groups
 apply).  ``options`` may carry the module's options as one mapping, for calls
 built from data (the role's): ``gentle.lb.member: {type: ..., options: ...}``
 without templating the whole task's arguments.  The result is the module's, plus ``type``, ``module`` and the
-controller's clock around the call (``started``, ``elapsed``), which the
+controller's clock around the call (``started``, ``ended``, ``elapsed``), which the
 rolling_deploy role uses for its timings, and ``call_failed``, which a task's
 ``failed_when`` cannot hide."""
 
@@ -65,6 +65,7 @@ class ActionModule(ActionBase):
         result = self._execute_module(module_name=module, module_args=args, task_vars=task_vars)
         # call_failed survives a task's failed_when (the role reads results
         # itself, by error_type, and keeps the task green).
-        result.update(type=kind, module=module, started=round(started, 3),
-                      elapsed=round(time.time() - started, 3), call_failed=bool(result.get("failed")))
+        ended = time.time()
+        result.update(type=kind, module=module, started=round(started, 3), ended=round(ended, 3),
+                      elapsed=round(ended - started, 3), call_failed=bool(result.get("failed")))
         return result

@@ -28,6 +28,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import datetime
 import json
 
 from ansible.errors import AnsibleFilterError
@@ -38,6 +39,7 @@ USABLE = ("up", "unknown")
 COMMON_KEYS = ("type", "delegate_to", "label", "wait_timeout", "poll_interval", "drain_threshold",
                "on_timeout", "reassert", "min_active")
 ROLE_KEYS = ("type", "delegate_to", "label")
+UTC = datetime.timezone.utc
 
 
 # --------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def rolling_deploy_calls(hosts, hostvars, state, types, wait=None, round_number=
     by_key = {}
     for host in hosts:
         me = _me(hostvars, host)
-        for binding in me["bindings"]:
+        for number, binding in enumerate(me["bindings"], 1):
             kind = binding["type"]
             spec = types[kind]
             present = [k for k in spec["members"] if _get(binding, k) is not None]
@@ -174,7 +176,8 @@ def rolling_deploy_calls(hosts, hostvars, state, types, wait=None, round_number=
                                 member_keys=present, members=[], hosts=[], labels=[])
                     by_key[key] = call
                     calls.append(call)
-                call["members"].append(dict(host=host, values=[_get(binding, k) for k in present]))
+                call["members"].append(dict(host=host, values=[_get(binding, k) for k in present],
+                                            binding=number, label=binding.get("label")))
                 if host not in call["hosts"]:
                     call["hosts"].append(host)
                 if binding.get("label"):
@@ -277,7 +280,7 @@ def rolling_deploy_outcome(registers, state, round_number=None):
         entries = result.get("members") or []
         threshold = int(call["options"].get("drain_threshold") or 0)
         started = float(result.get("started") or 0)
-        ended = started + float(result.get("elapsed") or 0)
+        ended = _ended(result)
         for host in call["hosts"]:
             ok = not failed
             if failed and error_type == TIMEOUT:
@@ -533,6 +536,266 @@ def rolling_deploy_timed(failure, failed_result, elapsed, timeout):
                     timeout, what, elapsed, failure.get("msg") or "failed"))
 
 
+# --------------------------------------------------------------------------
+# The timeline: every phase of a host, with the clock marks it was made of
+# --------------------------------------------------------------------------
+
+def _iso(stamp):
+    """ISO 8601 UTC, to the millisecond, of an epoch time."""
+    millis = int(round(float(stamp) * 1000))
+    moment = datetime.datetime.fromtimestamp(millis // 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (millis % 1000)
+
+
+def _ended(result):
+    """The controller's clock after the call: gentle.lb.member's ``ended``
+    (older results: ``started`` + ``elapsed``, both measured around the call)."""
+    if result.get("ended") is not None:
+        return float(result["ended"])
+    return float(result.get("started") or 0) + float(result.get("elapsed") or 0)
+
+
+def _pause_stamp(text):
+    """ansible.builtin.pause's ``start``/``stop``: the controller's local time, str(datetime.now())."""
+    for form in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.datetime.strptime(str(text), form).timestamp()     # naive: local time
+        except ValueError:
+            continue
+    return None
+
+
+def _entry(phase, started, ended, **fields):
+    started, ended = round(started, 3), round(ended, 3)
+    entry = dict(phase=phase, started=started, ended=ended, started_iso=_iso(started), ended_iso=_iso(ended),
+                 seconds=round(max(ended - started, 0.0), 3), result="ok", step=None, error_type=None, msg=None)
+    entry.update(fields)
+    return entry
+
+
+def _binding_entries(results, host, state, round_number):
+    """One entry per binding of ``host`` (per director, for a list of
+    delegates) in the ``state`` calls of the round: what its own calls did,
+    from their results (a binding drained again after a split keeps its first
+    start and its last answer)."""
+    bindings = {}
+    order = []
+    for result in results:
+        call = result["item"]
+        if call["options"].get("state") != state or call.get("round") != int(round_number):
+            continue
+        if result.get("skipped") or result.get("started") is None:
+            continue        # a loop item of a skipped task: no call was made
+        failed = _failed(result)
+        error_type = (result.get("error_type") or ("Unreachable" if result.get("unreachable") else "ActionFailed")
+                      if failed else None)
+        threshold = int(call["options"].get("drain_threshold") or 0)
+        for member in call["members"]:
+            if member["host"] != host:
+                continue
+            mine = [e for e in result.get("members") or [] if any(_matches(v, e) for v in member["values"])]
+            ok = not failed or (error_type == TIMEOUT and bool(mine) and all(_reached(e, state, threshold) for e in mine))
+            key = (member.get("binding"), call["delegate_to"])
+            before = bindings.get(key)
+            if before is None:
+                order.append(key)
+            containers = sorted(set(str(e["container"]) for e in mine if e.get("container") is not None))
+            started = float(result.get("started") or 0)
+            ended = _ended(result)
+            name = ", ".join(str(v) for v in member["values"][:1])
+            bindings[key] = dict(
+                binding=member.get("binding"),
+                label=member.get("label") or "%s %s%s via %s" % (
+                    call["type"], name, (" in " + ",".join(containers)) if containers else "", call["delegate_to"]),
+                type=call["type"], container=containers, delegate_to=call["delegate_to"],
+                wait=bool(call["options"].get("wait")) or bool(before and before["wait"]),
+                result="ok" if ok else "failed", error_type=None if ok else error_type,
+                msg=None if ok else _failure_text(result),
+                changed=bool(before and before["changed"]) or bool(result.get("changed")),
+                waited=round((before["waited"] if before else 0.0) + float(result.get("waited") or 0), 3),
+                started=before["started"] if before else round(started, 3),
+                ended=round(ended, 3), calls=(before["calls"] if before else 0) + 1)
+    found = []
+    for key in order:
+        entry = bindings[key]
+        entry.update(started_iso=_iso(entry["started"]), ended_iso=_iso(entry["ended"]))
+        found.append(entry)
+    return found
+
+
+def _call_phase(phase, registers, host, state, round_number, extra=None):
+    """The phase made of the ``state`` calls of the round that list ``host``, or None."""
+    bindings = _binding_entries(_results(registers), host, state, round_number)
+    if not bindings:
+        return None
+    failed = [b for b in bindings if b["result"] != "ok"]
+    entry = _entry(phase, min(b["started"] for b in bindings), max(b["ended"] for b in bindings),
+                   result="failed" if failed else "ok",
+                   error_type=failed[0]["error_type"] if failed else None,
+                   msg=failed[0]["msg"] if failed else None,
+                   waited=round(max(b["waited"] for b in bindings), 3), bindings=bindings)
+    entry.update(extra or {})
+    return entry
+
+
+def rolling_deploy_timeline(record, host, calls, marks, failure, batch, check_mode=False):
+    """The host's round as a list of phases, in the order they happened.
+
+    ``record``: the host's rolling_deploy_record; ``calls``: the round's
+    registers by phase ({drain, wait, restore, restore_wait, soak}: the
+    gentle.lb.member loops, ansible.builtin.pause's result); ``marks``: the
+    host's own clock marks ({start, health, end}, now().timestamp() in the
+    role); ``failure``: what its own steps recorded ({step, msg, at}) or None;
+    ``batch``: the play batch the host was in (1-based).
+
+    Every timestamp is a clock mark: the calls' started/ended (the
+    controller's clock around each call), the role's marks, pause's
+    start/stop.  A phase whose marks are not there is left out."""
+    round_number = int(record.get("round") or 1)
+    failure = failure or {}
+    failed_at = failure.get("at")
+    failed_at = float(failed_at) if failed_at not in (None, "") else float(marks.get("end") or 0)
+    phases = []
+
+    def fail_last(entry, step=None):
+        entry.update(result="failed", step=step or failure.get("step"), msg=failure.get("msg"),
+                     error_type=failure.get("error_type") or entry.get("error_type"))
+
+    drain = _call_phase("drain", calls.get("drain"), host, "drained", round_number)
+    wait = _call_phase("wait", calls.get("wait"), host, "drained", round_number)
+    if drain is None and failure.get("step") == "before_drain" and marks.get("start"):
+        entry = _entry("before_drain", float(marks["start"]), failed_at)
+        fail_last(entry)
+        phases.append(entry)
+    if drain is not None:
+        # The call waited itself when it was the only one: its wait is inside it.
+        drain["wait_in_call"] = wait is None and any(b["wait"] for b in drain["bindings"])
+        phases.append(drain)
+    if wait is not None:
+        phases.append(wait)
+    drained_at = phases[-1]["ended"] if phases and phases[-1]["phase"] in ("drain", "wait") else None
+    drain_ok = drained_at is not None and all(p["result"] == "ok" for p in phases)
+    if drain_ok and failure.get("step") == "drain" and phases:
+        fail_last(phases[-1])
+    restore = _call_phase("restore", calls.get("restore"), host, "present", round_number)
+    restore_wait = _call_phase("restore_wait", calls.get("restore_wait"), host, "present", round_number)
+    health_at = marks.get("health")
+    health_at = float(health_at) if health_at else None
+    step = failure.get("step")
+    if drain_ok:
+        if health_at is not None and health_at >= drained_at:
+            deploy = _entry("deploy", drained_at, health_at)
+            phases.append(deploy)
+            health_end = restore["started"] if restore is not None else failed_at
+            health = _entry("health", health_at, max(health_end, health_at))
+            phases.append(health)
+            if step in ("health", "before_restore"):
+                fail_last(health)
+        elif step in ("after_drain", "deploy", "health", "before_restore"):
+            deploy = _entry("deploy", drained_at, max(failed_at, drained_at))
+            fail_last(deploy)
+            phases.append(deploy)
+    for entry in (restore, restore_wait):
+        if entry is not None:
+            phases.append(entry)
+    soak = calls.get("soak") or {}
+    if restore is not None and all(p["result"] == "ok" for p in phases) and soak.get("start") and soak.get("stop") \
+            and not soak.get("skipped"):
+        soak_started, soak_ended = _pause_stamp(soak["start"]), _pause_stamp(soak["stop"])
+        if soak_started is not None and soak_ended is not None and soak_started >= phases[-1]["ended"] - 0.001:
+            phases.append(_entry("soak", soak_started, soak_ended))
+    if step == "after_restore" and phases:
+        entry = _entry("after_restore", phases[-1]["ended"], max(failed_at, phases[-1]["ended"]))
+        fail_last(entry)
+        phases.append(entry)
+    if failure and not any(p["result"] == "failed" for p in phases) and phases:
+        fail_last(phases[-1])
+    for entry in phases:
+        entry.update(host=host, batch=int(batch), round=round_number)
+        if entry["result"] == "failed" and not entry["step"]:
+            entry["step"] = record.get("step") if record.get("result") == "failed" else entry["phase"]
+        if check_mode:
+            entry["check_mode"] = True
+    return phases
+
+
+def rolling_deploy_timeline_failure(timeline, host, calls, marks, now, rollback_error=None, check_mode=False):
+    """The host's timeline with what rolling_deploy_on_failure did after its
+    round: ``failure_restore`` (on_failure=restore), ``rollback`` (the rollback
+    tasks, from the end of the round to the health check of the rolled back
+    version), ``rollback_health``, ``rollback_restore``.  ``calls``:
+    {failure_restore, rollback_restore} registers; ``marks``: the host's
+    marks ({rollback}: when the health check of the rolled back version
+    started); ``now``: the clock now (where a failed rollback left no mark)."""
+    timeline = list(timeline or [])
+    last = timeline[-1] if timeline else {}
+    fields = dict(host=host, batch=last.get("batch"), round=last.get("round"))
+    if check_mode:
+        fields["check_mode"] = True
+    added = []
+    restored = _call_phase("failure_restore", calls.get("failure_restore"), host, "present", 1, fields)
+    if restored is not None:
+        added.append(restored)
+    rolled = _call_phase("rollback_restore", calls.get("rollback_restore"), host, "present", 1, fields)
+    # The rollback tasks start once the round (and any failure_restore call) is over.
+    ends = [p["ended"] for p in timeline + added]
+    started = max(ends) if ends else (float(marks.get("end") or 0) or None)
+    rollback_at = float(marks["rollback"]) if marks.get("rollback") else None
+    if started is not None and (rollback_at is not None or rollback_error):
+        ended = rollback_at if rollback_at is not None else float(now)
+        entry = _entry("rollback", started, max(ended, started), **fields)
+        if rollback_at is None:
+            entry.update(result="failed", step="rollback", msg=rollback_error)
+        added.append(entry)
+        if rollback_at is not None:
+            ended = rolled["started"] if rolled is not None else float(now)
+            entry = _entry("rollback_health", rollback_at, max(ended, rollback_at), **fields)
+            if rollback_error:
+                entry.update(result="failed", step="rollback", msg=rollback_error)
+            added.append(entry)
+    if rolled is not None:
+        added.append(rolled)
+    for entry in added:
+        if entry["result"] == "failed" and not entry["step"]:
+            entry["step"] = entry["phase"]
+    known = set((p["phase"], p["started"]) for p in timeline)
+    return timeline + sorted((p for p in added if (p["phase"], p["started"]) not in known), key=lambda p: p["started"])
+
+
+def rolling_deploy_batch(batch, play_hosts, hostvars):
+    """Which of the play's serial batches ``batch`` is (1-based): one more than
+    the last batch the hosts before it in the play recorded (each batch's
+    preflight records its number on its hosts)."""
+    batch = list(batch or [])
+    play_hosts = list(play_hosts or [])
+    if not batch or batch[0] not in play_hosts:
+        return 1
+    earlier = play_hosts[:play_hosts.index(batch[0])]
+    numbers = [0]
+    for host in earlier:
+        try:
+            number = hostvars[host]["_rolling_deploy_batch"]
+        except (KeyError, TypeError):
+            continue
+        try:
+            numbers.append(int(number))
+        except (TypeError, ValueError):
+            continue
+    return max(numbers) + 1
+
+
+def rolling_deploy_play_timeline(hosts, hostvars):
+    """Every host's timeline in one list, by start time (the set_stats artifact)."""
+    entries = []
+    for host in hosts:
+        try:
+            timeline = hostvars[host]["rolling_deploy_timeline"]
+        except (KeyError, TypeError):
+            continue
+        entries.extend(timeline or [])
+    return sorted(entries, key=lambda p: (p["started"], p["ended"], p["host"]))
+
+
 SERIAL_FORMS = ("a number of hosts (2), a percentage ('25%') or steps ([1, '25%', '100%'], "
                 "also written 1,25%,100%)")
 
@@ -602,4 +865,8 @@ class FilterModule(object):
             rolling_deploy_stop=rolling_deploy_stop,
             rolling_deploy_time_left=rolling_deploy_time_left,
             rolling_deploy_timed=rolling_deploy_timed,
+            rolling_deploy_timeline=rolling_deploy_timeline,
+            rolling_deploy_timeline_failure=rolling_deploy_timeline_failure,
+            rolling_deploy_batch=rolling_deploy_batch,
+            rolling_deploy_play_timeline=rolling_deploy_play_timeline,
         )

@@ -106,6 +106,11 @@ started:
   returned: always
   type: float
   sample: 1767000000.123
+ended:
+  description: When the call ended, seconds since the epoch on the controller.
+  returned: always
+  type: float
+  sample: 1767000000.973
 elapsed:
   description: Seconds the call took, seen from the controller.
   returned: always

@@ -24,9 +24,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ROLE = os.path.join(REPO, "roles", "rolling_deploy")
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")
 
-# Public names that are not inputs: the fact the role publishes, and the
+# Public names that are not inputs: the facts the role publishes, and the
 # variables of the ready playbooks.
-NOT_INPUTS = {"rolling_deploy_timings", "rolling_deploy_hosts", "rolling_deploy_serial",
+NOT_INPUTS = {"rolling_deploy_timings", "rolling_deploy_timeline", "rolling_deploy_hosts", "rolling_deploy_serial",
               "rolling_deploy_member_action"}
 
 

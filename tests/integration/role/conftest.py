@@ -83,15 +83,67 @@ class Run(object):
     def timings(self):
         return self.stats.get("rolling_deploy_timings", {})
 
+    @property
+    def timeline(self):
+        """The play-wide timeline artifact: every host's phases, by start."""
+        return self.stats.get("rolling_deploy_timeline", [])
+
     def __repr__(self):
         return "Run(rc=%s)\n%s" % (self.rc, self.output[-int(os.environ.get("GENTLE_LB_RUN_TAIL", 6000)):])
 
 
 def playbook(lab, path=PLAYBOOK, extra_vars=None, timeout=300, args=(), env=None):
     """Run a playbook against the lab's inventory."""
+    started = time.time()
     proc = run_playbook(path, extra_vars=extra_vars, inventory=lab.inventory, timeout=timeout,
                         env=dict(env or {}, ANSIBLE_SHOW_CUSTOM_STATS="1"), args=args)
-    return Run(proc)
+    run = Run(proc)
+    run.window = (started, time.time())
+    return run
+
+
+# The order a host's phases happen in (docs/rolling_deploy.md, "Timings").
+PHASES = ["before_drain", "drain", "wait", "deploy", "health", "restore", "restore_wait", "soak", "after_restore",
+          "failure_restore", "rollback", "rollback_health", "rollback_restore"]
+CALL_PHASES = {"drain", "wait", "restore", "restore_wait", "failure_restore", "rollback_restore"}
+
+
+def check_timeline(run, batches, rounds=None, bindings=1):
+    """The published timeline, checked against the run: {host: its phases}.
+
+    Sorted by start; per host its phases in their order, never overlapping,
+    inside the run's wall clock; ``batches`` ({host: batch}) and ``rounds``
+    as the play's serial and the capacity floor made them, a batch over
+    before the next one starts; every balancer call phase with one entry per
+    binding (``bindings`` per host), each inside its phase."""
+    entries = run.timeline
+    assert entries, run
+    assert entries == sorted(entries, key=lambda e: (e["started"], e["ended"], e["host"])), entries
+    low, high = run.window
+    by_host = {}
+    for entry in entries:
+        by_host.setdefault(entry["host"], []).append(entry)
+        assert low <= entry["started"] <= entry["ended"] <= high, (run.window, entry)
+        assert entry["started_iso"] == time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(entry["started"])) + \
+            ".%03dZ" % (round(entry["started"] * 1000) % 1000), entry
+        assert entry["batch"] == batches[entry["host"]], entry
+        if rounds is not None:
+            assert entry["round"] == rounds[entry["host"]], entry
+        if entry["phase"] in CALL_PHASES:
+            assert len(entry["bindings"]) == bindings, entry
+            for binding in entry["bindings"]:
+                assert entry["started"] <= binding["started"] <= binding["ended"] <= entry["ended"], entry
+                assert binding["type"] and binding["label"] and binding["result"] in ("ok", "failed"), binding
+    assert sorted(by_host) == sorted(batches), sorted(by_host)
+    for host, phases in by_host.items():
+        order = [PHASES.index(p["phase"]) for p in phases]
+        assert order == sorted(set(order)), (host, [p["phase"] for p in phases])
+        for before, after in zip(phases, phases[1:]):
+            assert before["ended"] <= after["started"], (host, before, after)
+    for number in sorted(set(batches.values()))[1:]:
+        assert max(e["ended"] for e in entries if e["batch"] == number - 1) <= \
+            min(e["started"] for e in entries if e["batch"] == number), number
+    return by_host
 
 
 def admin_states(lab):

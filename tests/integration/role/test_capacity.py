@@ -3,7 +3,7 @@
 and serial 2, the rollout never leaves fewer than min_active instances in
 rotation -- HAProxy's own view, sampled every 50 ms -- and still completes."""
 
-from conftest import admin_states, assert_no_failures, playbook
+from conftest import admin_states, assert_no_failures, check_timeline, playbook
 
 ALL = ["web1", "web2", "web3", "web4"]
 
@@ -29,6 +29,12 @@ def test_serial_two_never_goes_below_min_active(lab):
     # web4 was down, so web3 and web4 went together.
     rounds = {h: t["round"] for h, t in run.timings.items()}
     assert rounds == {"web1": 1, "web2": 2, "web3": 1, "web4": 1}, run.timings
+    # The timeline says the same: serial 2 made two batches, web2 left in
+    # round 2 only after web1 was back.
+    phases = check_timeline(run, {"web1": 1, "web2": 1, "web3": 2, "web4": 2}, rounds)
+    assert phases["web1"][-1]["ended"] <= phases["web2"][0]["started"]
+    # web1's drain: refused with web2, then made alone - one binding entry, two calls.
+    assert phases["web1"][0]["bindings"][0]["calls"] == 2, phases["web1"]
 
 
 def test_floor_that_cannot_be_met_fails_before_touching_anything(lab):
@@ -42,3 +48,5 @@ def test_floor_that_cannot_be_met_fails_before_touching_anything(lab):
     assert "nothing was changed on its load balancers" in run.output, run
     assert admin_states(lab) == dict.fromkeys(ALL, "READY")
     assert lab.versions() == {"web1": "v1", "web2": "v1", "web3": "v1", "web4": "down"}
+    (drain,) = check_timeline(run, {"web1": 1})["web1"]
+    assert (drain["result"], drain["step"], drain["error_type"]) == ("failed", "drain", "GuardRefusedError"), drain

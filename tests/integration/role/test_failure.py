@@ -6,7 +6,7 @@ resumes where the rollout stopped."""
 
 import os
 
-from conftest import FILES, ROLLBACK_TASKS, admin_states, assert_no_failures, playbook
+from conftest import FILES, ROLLBACK_TASKS, admin_states, assert_no_failures, check_timeline, playbook
 
 BROKEN = {"lab_versions": {"web2": "v2-broken"}, "lab_start_timeout": 2}
 
@@ -30,6 +30,11 @@ def test_deploy_fails_on_second_node_left_drained_then_rerun_resumes(lab):
     assert run.timings["web1"]["result"] == "done"
     assert run.timings["web2"]["result"] == "failed" and run.timings["web2"]["step"] == "deploy"
     assert "web3" not in run.timings and "web4" not in run.timings
+    phases = check_timeline(run, {"web1": 1, "web2": 2})
+    assert [p["phase"] for p in phases["web1"]] == ["drain", "deploy", "health", "restore"]
+    assert [(p["phase"], p["result"], p["step"]) for p in phases["web2"]] == [
+        ("drain", "ok", None), ("deploy", "failed", "deploy")], phases["web2"]
+    assert phases["web2"][-1]["msg"] == run.timings["web2"]["msg"], phases["web2"]
 
     # Fix the cause and run again: web1 is skipped, web2 is redeployed (it is
     # still drained), web3 and web4 are rolled -- still without a failed request.
@@ -66,6 +71,11 @@ def test_health_gate_fails_rollback(lab):
     assert admin_states(lab) == dict.fromkeys(["web1", "web2", "web3", "web4"], "READY")
     assert lab.versions() == {"web1": "v2", "web2": "v1", "web3": "v1", "web4": "v1"}
     assert lab.states()["web2"] == "UP"
+    phases = check_timeline(run, {"web1": 1, "web2": 2})
+    assert [(p["phase"], p["result"]) for p in phases["web2"]] == [
+        ("drain", "ok"), ("deploy", "ok"), ("health", "failed"), ("rollback", "ok"), ("rollback_health", "ok"),
+        ("rollback_restore", "ok")], phases["web2"]
+    assert "answered 200 OK v2-wrong" in phases["web2"][2]["msg"] and phases["web2"][2]["step"] == "health"
 
 
 def test_deploy_fails_restore_puts_it_back(lab):
@@ -82,6 +92,9 @@ def test_deploy_fails_restore_puts_it_back(lab):
     assert admin_states(lab) == dict.fromkeys(["web1", "web2", "web3", "web4"], "READY")
     assert lab.states()["web2"] == "DOWN"
     assert lab.versions() == {"web1": "v2", "web2": "v2-broken", "web3": "v1", "web4": "v1"}
+    phases = check_timeline(run, {"web1": 1, "web2": 2})
+    assert [(p["phase"], p["result"]) for p in phases["web2"]] == [
+        ("drain", "ok"), ("deploy", "failed"), ("failure_restore", "ok")], phases["web2"]
 
 
 def test_role_stops_by_itself_without_max_fail_percentage(lab):

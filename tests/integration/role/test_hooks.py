@@ -5,7 +5,7 @@ it back); the deploy step given as a role; the soak time between batches."""
 
 import os
 
-from conftest import REPO, admin_states, assert_no_failures, playbook
+from conftest import REPO, admin_states, assert_no_failures, check_timeline, playbook
 
 HOOK = """---
 - name: Ask HAProxy about this node
@@ -59,3 +59,7 @@ def test_hooks_role_deploy_and_soak(make_lab, tmp_path):
         "web2 before_drain present", "web2 after_drain drained", "web2 before_restore drained",
         "web2 after_restore present"]
     assert "Pausing for 1 seconds" in run.output
+    phases = check_timeline(run, {"web1": 1, "web2": 2})
+    for mine in phases.values():
+        assert [p["phase"] for p in mine] == ["drain", "deploy", "health", "restore", "soak"], mine
+        assert mine[-1]["seconds"] >= 1, mine

@@ -4,7 +4,7 @@ while the same deploy without draining does."""
 
 import pytest
 
-from conftest import INSTALL_SECONDS, NAIVE_PLAYBOOK, admin_states, assert_no_failures, playbook
+from conftest import INSTALL_SECONDS, NAIVE_PLAYBOOK, admin_states, assert_no_failures, check_timeline, playbook
 
 
 @pytest.mark.parametrize("haproxy", ["2.6", "3.0", "3.2"])
@@ -37,6 +37,16 @@ def test_rolling_deploy_fails_no_request(make_lab, haproxy):
             assert entry["deploy"] >= INSTALL_SECONDS, (host, entry)
     assert "host                 result" in run.output      # the summary table
 
+    # The timeline: serial 1, so host n was batch n; one binding each; the
+    # one drain call waited itself; every phase done.
+    phases = check_timeline(run, {h: n for n, h in enumerate(hosts, 1)}, dict.fromkeys(hosts, 1))
+    for host, mine in phases.items():
+        assert [p["phase"] for p in mine] == ["drain", "deploy", "health", "restore"], (host, mine)
+        assert all(p["result"] == "ok" and p["error_type"] is None for p in mine), mine
+        assert mine[0]["wait_in_call"] is True and mine[0]["bindings"][0]["container"] == ["app"], mine
+        if haproxy == "2.6":
+            assert mine[1]["seconds"] >= INSTALL_SECONDS, mine
+
 
 def test_naive_restart_fails_requests(lab):
     """The same load and deploy tasks, restarting without draining: failures.
@@ -65,8 +75,15 @@ def test_check_mode_changes_nothing_and_reports_the_floor(make_lab):
     assert admin_states(lab) == {"web1": "READY", "web2": "READY"}
     assert lab.versions() == {"web1": "v1", "web2": "v1"}
     assert "would be drained (check mode)" in run.output, run
+    phases = check_timeline(run, {"web1": 1, "web2": 2})
+    assert all(p["check_mode"] and p["result"] == "ok" for mine in phases.values() for p in mine), phases
 
     run = playbook(lab, extra_vars={"rolling_deploy_min_active": 2}, args=("--check",))
     assert run.rc != 0, run
     assert "below min_active=2" in run.output, run
+    # The refused host's one phase names the step and the guard's error_type.
+    (drain,) = check_timeline(run, {"web1": 1})["web1"]
+    assert (drain["phase"], drain["result"], drain["step"], drain["error_type"], drain["check_mode"]) == (
+        "drain", "failed", "drain", "GuardRefusedError", True), drain
+    assert drain["bindings"][0]["error_type"] == "GuardRefusedError" and "min_active" in drain["msg"], drain
     assert admin_states(lab) == {"web1": "READY", "web2": "READY"}

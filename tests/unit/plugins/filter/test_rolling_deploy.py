@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import os
 
 import pytest
@@ -193,3 +194,151 @@ def test_serial_takes_every_form(given, expected):
 def test_serial_refuses_what_is_not_a_batch_size(given):
     with pytest.raises(planner.AnsibleFilterError, match="rolling_deploy_serial"):
         planner.rolling_deploy_serial(given)
+
+
+# --- rolling_deploy_timeline: every phase of a host, from real clock marks
+
+T0 = 1764750000.0       # 2025-12-03T08:20:00Z
+
+
+def answered(calls, started, elapsed, waited=0.0, **extra):
+    """A run_once loop's register as gentle.lb.member returns it: the
+    controller's clock around each call (one after the other), the members'
+    records."""
+    results = []
+    for call in calls:
+        state = call["options"]["state"]
+        result = dict(item=call, changed=True, call_failed=False, failed=False, started=round(started, 3),
+                      ended=round(started + elapsed, 3), elapsed=elapsed, waited=waited, type=call["type"],
+                      module="gentle.lb.haproxy_member", msg="server %s: %s" % (", ".join(call["hosts"]), state),
+                      members=[dict(container=call["options"]["backend"], name=m["values"][0], address="127.0.0.1",
+                                    port=8000, state=state, state_before="present", weight=1, weight_before=1,
+                                    sessions=0, health="up") for m in call["members"]])
+        result.update(extra)
+        results.append(result)
+        started += elapsed
+    return dict(results=results, changed=True, msg="All items completed")
+
+
+def two_backends(hosts=("web1", "web2")):
+    hv = hostvars({h: [haproxy(h, label="app"), haproxy(h, backend="api", label="api")] for h in hosts})
+    return hv, list(hosts)
+
+
+def assert_ordered(phases):
+    for entry in phases:
+        assert entry["started"] <= entry["ended"], entry
+        for binding in entry.get("bindings", []):
+            assert entry["started"] <= binding["started"] <= binding["ended"] <= entry["ended"], (entry, binding)
+    for before, after in zip(phases, phases[1:]):
+        assert before["ended"] <= after["started"], (before, after)
+
+
+def test_timeline_of_a_round_has_every_phase_in_order_with_one_entry_per_binding():
+    hv, hosts = two_backends()
+    drains = planner.rolling_deploy_calls(hosts, hv, "drained", TYPES)
+    waits = planner.rolling_deploy_calls(hosts, hv, "drained", TYPES, True)
+    restores = planner.rolling_deploy_calls(hosts, hv, "present", TYPES)
+    rewaits = planner.rolling_deploy_calls(hosts, hv, "present", TYPES, True)
+
+    def local(stamp):
+        return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    calls = dict(drain=[answered(drains, T0 + 1, 0.05), {}], wait=answered(waits, T0 + 1.2, 2.0, waited=1.9),
+                 restore=answered(restores, T0 + 9, 0.04), restore_wait=answered(rewaits, T0 + 9.1, 0.5, waited=0.4),
+                 soak=dict(changed=False, start=local(T0 + 10.2), stop=local(T0 + 15.2), delta=5, echo=True))
+    marks = dict(start=T0, health=T0 + 8.0, end=T0 + 15.3)
+    record = planner.rolling_deploy_record("web2", planner.rolling_deploy_outcome(calls["drain"] + [calls["wait"]], "drained", 1),
+                                           planner.rolling_deploy_outcome([calls["restore"], calls["restore_wait"]], "present", 1),
+                                           marks, None, 1)
+    phases = planner.rolling_deploy_timeline(record, "web2", calls, marks, None, 3)
+
+    assert [p["phase"] for p in phases] == ["drain", "wait", "deploy", "health", "restore", "restore_wait", "soak"]
+    assert_ordered(phases)
+    assert {(p["host"], p["batch"], p["round"], p["result"]) for p in phases} == {("web2", 3, 1, "ok")}
+    drain = phases[0]
+    assert [(b["binding"], b["label"], b["type"], b["container"], b["result"]) for b in drain["bindings"]] == [
+        (1, "app", "haproxy", ["app"], "ok"), (2, "api", "haproxy", ["api"], "ok")]
+    # Each binding keeps its own call's clock: the api call came after the app call.
+    assert [(b["started"], b["ended"]) for b in drain["bindings"]] == [(T0 + 1, T0 + 1.05), (T0 + 1.05, T0 + 1.1)]
+    assert (drain["started"], drain["ended"], drain["wait_in_call"]) == (T0 + 1, T0 + 1.1, False)
+    assert drain["started_iso"] == "2025-12-03T08:20:01.000Z" and drain["bindings"][1]["ended_iso"] == "2025-12-03T08:20:01.100Z"
+    assert [len(p.get("bindings", [])) for p in phases] == [2, 2, 0, 0, 2, 2, 0]
+    assert (phases[2]["started"], phases[2]["ended"]) == (T0 + 5.2, T0 + 8.0)      # end of the wait pass -> health mark
+    assert (phases[3]["started"], phases[3]["ended"]) == (T0 + 8.0, T0 + 9.0)      # health mark -> restore call
+    assert (phases[6]["started"], phases[6]["ended"], phases[6]["seconds"]) == (T0 + 10.2, T0 + 15.2, 5.0)
+    assert phases[1]["waited"] == 1.9 and "check_mode" not in phases[0]
+
+
+def test_timeline_of_a_failed_deploy_ends_at_the_failure_and_names_the_step():
+    hv = hostvars({"web1": [haproxy("web1")]})
+    drains = planner.rolling_deploy_calls(["web1"], hv, "drained", TYPES, round_number=2)
+    calls = dict(drain=[answered(drains, T0 + 1, 1.5, waited=1.4), {}], wait={"results": [], "skipped": True},
+                 restore={"results": [], "skipped": True}, restore_wait={}, soak={"skipped": True})
+    failure = dict(step="deploy", msg="non-zero return code: ctl.py: v2-broken did not start", at=T0 + 6.5,
+                   error_type=None)
+    marks = dict(start=T0, end=T0 + 6.6)
+    record = dict(result="failed", step="deploy", round=2)
+    phases = planner.rolling_deploy_timeline(record, "web1", calls, marks, failure, 2, True)
+
+    assert [(p["phase"], p["result"]) for p in phases] == [("drain", "ok"), ("deploy", "failed")]
+    assert_ordered(phases)
+    assert phases[0]["wait_in_call"] and phases[0]["waited"] == 1.4
+    assert (phases[1]["started"], phases[1]["ended"]) == (T0 + 2.5, T0 + 6.5)
+    assert (phases[1]["step"], phases[1]["msg"]) == ("deploy", failure["msg"])
+    assert all(p["check_mode"] and p["round"] == 2 and p["batch"] == 2 for p in phases)
+
+
+def test_timeline_of_a_drain_timeout_names_the_binding_and_its_error_type():
+    hv, hosts = two_backends()
+    drains = planner.rolling_deploy_calls(hosts, hv, "drained", TYPES)
+    waits = planner.rolling_deploy_calls(hosts, hv, "drained", TYPES, True)
+    wait = answered(waits, T0 + 1.2, 5.0, waited=5.0)
+    # The api wait timed out with web2 still holding sessions; web1 drained.
+    wait["results"][1].update(call_failed=True, error_type="WaitTimeoutError",
+                              msg="server web1, web2 in backend api: goal not reached after 5.00s: web2 3 open")
+    wait["results"][1]["members"][1]["sessions"] = 3
+    calls = dict(drain=[answered(drains, T0 + 1, 0.05), {}], wait=wait)
+    marks = dict(start=T0, end=T0 + 12)
+    for host, expected in (("web1", "ok"), ("web2", "failed")):
+        record = dict(result=expected, step="drain" if expected == "failed" else "done", round=1)
+        phases = planner.rolling_deploy_timeline(record, host, calls, marks, None, 1)
+        assert [p["phase"] for p in phases][:2] == ["drain", "wait"]
+        assert phases[1]["result"] == expected
+        assert [(b["label"], b["result"], b["error_type"]) for b in phases[1]["bindings"]] == [
+            ("app", "ok", None), ("api", expected, "WaitTimeoutError" if expected == "failed" else None)]
+    assert phases[1]["error_type"] == "WaitTimeoutError" and "web2 3 open" in phases[1]["msg"]
+    assert len(phases) == 2           # nothing after a failed drain
+
+
+def test_timeline_after_the_round_adds_the_rollback_and_the_play_list_is_by_start():
+    hv = hostvars({"web1": [haproxy("web1")], "web2": [haproxy("web2")]})
+    restores = planner.rolling_deploy_calls(["web2"], hv, "present", TYPES)
+    round_phases = [dict(planner._entry("drain", T0 + 1, T0 + 2), host="web2", batch=2, round=1),
+                    dict(planner._entry("health", T0 + 2, T0 + 5, result="failed", step="health"),
+                         host="web2", batch=2, round=1)]
+    timeline = planner.rolling_deploy_timeline_failure(
+        round_phases, "web2", dict(failure_restore={}, rollback_restore=answered(restores, T0 + 9, 0.3)),
+        dict(start=T0, health=T0 + 2, rollback=T0 + 8), T0 + 10)
+    assert [p["phase"] for p in timeline] == ["drain", "health", "rollback", "rollback_health", "rollback_restore"]
+    assert_ordered(timeline)
+    assert (timeline[2]["started"], timeline[2]["ended"]) == (T0 + 5, T0 + 8)
+    assert timeline[4]["bindings"][0]["result"] == "ok" and timeline[4]["batch"] == 2
+    failed = planner.rolling_deploy_timeline_failure(round_phases, "web2", {}, dict(), T0 + 7, "rollback.yml failed")
+    assert [(p["phase"], p["result"], p["ended"]) for p in failed][2:] == [("rollback", "failed", T0 + 7)]
+
+    other = [dict(planner._entry("drain", T0 + 0.5, T0 + 0.9), host="web1", batch=1, round=1)]
+    play = planner.rolling_deploy_play_timeline(["web1", "web2", "web3"], {
+        "web1": {"rolling_deploy_timeline": other}, "web2": {"rolling_deploy_timeline": timeline}, "web3": {}})
+    assert [(p["host"], p["phase"]) for p in play][:2] == [("web1", "drain"), ("web2", "drain")]
+    assert len(play) == 6
+
+
+def test_batch_numbers_follow_the_batches_before():
+    play = ["web1", "web2", "web3", "web4", "web5"]
+    assert planner.rolling_deploy_batch(["web1"], play, {}) == 1
+    hv = {"web1": {"_rolling_deploy_batch": 1}, "web2": {"_rolling_deploy_batch": 2}, "web3": {"_rolling_deploy_batch": 2}}
+    # serial [1, 2, 2]: the third batch follows the two before it.
+    assert planner.rolling_deploy_batch(["web4", "web5"], play, hv) == 3
+    # A host of an earlier batch that never got to the role is left out.
+    assert planner.rolling_deploy_batch(["web4", "web5"], play, {"web1": {"_rolling_deploy_batch": 1}}) == 2
