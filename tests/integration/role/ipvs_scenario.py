@@ -161,7 +161,7 @@ def main(work):
     with open(playbook_log) as handle:
         output = handle.read()
     result["rollout"] = {"rc": proc.returncode, "seconds": round(time.monotonic() - started, 1),
-                         "output": output[-12000:], "load": load.stop(),
+                         "output": output, "load": load.stop(),
                          "versions": {"rs%d" % n: version_of(n) for n in range(1, count + 1)},
                          "weights": ipvs_weights()}
 
