@@ -188,8 +188,11 @@ class AppServer:
 
     Attributes: name, port, address ("127.0.0.1:PORT"), active (requests in
     progress), requests (total served), healthy (False -> /health is 503),
-    health_checks (/health requests so far, i.e. HAProxy's checks) and
-    last_health_check (time.monotonic() of the latest, or None).
+    health_checks (/health requests so far, i.e. HAProxy's checks),
+    last_health_check (time.monotonic() of the latest, or None) and
+    error_every (0: off; N: every Nth application request - anything but
+    /health - is answered 500, deterministically: the Nth, the 2Nth, ...;
+    app_requests counts them).
     """
 
     def __init__(self, name: str, flag_dir: Path, port: int = 0):
@@ -201,6 +204,8 @@ class AppServer:
         self.requests = 0
         self.health_checks = 0
         self.last_health_check: float | None = None
+        self.error_every = 0
+        self.app_requests = 0
         self._lock = threading.Lock()
         self._holds: dict[str, threading.Event] = {}   # request id -> release
         self._started: dict[str, float] = {}           # request id -> time
@@ -300,11 +305,17 @@ class _AppHandler(http.server.BaseHTTPRequestHandler):
         with app._lock:
             app.active += 1
             app.requests += 1
+            failing = False
             if path == "/health":
                 app.health_checks += 1
                 app.last_health_check = time.monotonic()
+            else:
+                app.app_requests += 1
+                failing = bool(app.error_every) and app.app_requests % app.error_every == 0
         try:
-            if path == "/health":
+            if failing:
+                self._reply(500, f"{app.name} error\n")
+            elif path == "/health":
                 ok = app.is_healthy()
                 self._reply(200 if ok else 503, "ok\n" if ok else "unhealthy\n")
             elif path == "/slow":

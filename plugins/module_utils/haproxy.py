@@ -423,7 +423,27 @@ def _stat_extras(stat):
     server got, ``lbtot`` only those the load-balancing algorithm chose)."""
     return dict(agent_status=_check_status(stat.get("agent_status")),
                 check_rise=_int(stat.get("check_rise"), None), check_fall=_int(stat.get("check_fall"), None),
-                total_sessions=_int(stat.get("stot"), None), balanced_sessions=_int(stat.get("lbtot"), None))
+                total_sessions=_int(stat.get("stot"), None), balanced_sessions=_int(stat.get("lbtot"), None),
+                **traffic_counters(stat))
+
+
+# What the server's traffic did, for an analysis gate (the role's soak):
+# record key -> show stat column.  Cumulative since the worker started (or since
+# `clear counters`), except rtime: the average response time, in ms, of the
+# last 1024 requests.
+TRAFFIC_COLUMNS = dict(requests="req_tot", connection_errors="econ", response_errors="eresp",
+                       retries="wretr", redispatches="wredis", response_time_ms="rtime")
+RESPONSE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
+
+
+def traffic_counters(stat):
+    """The traffic counters of one ``show stat`` server row; ``requests`` and
+    ``responses`` (per status class, from ``hrsp_*``) are None for a TCP-mode
+    backend, which has no HTTP counters."""
+    counters = dict((key, _int(stat.get(column), None)) for key, column in TRAFFIC_COLUMNS.items())
+    responses = dict((name, _int(stat.get("hrsp_" + name), None)) for name in RESPONSE_CLASSES)
+    counters["responses"] = None if None in responses.values() else responses
+    return counters
 
 
 def csv_server_rows(stat_rows):
@@ -1014,7 +1034,10 @@ class HAProxyBackend(Backend):
             agent_check=record.get("agent_check", False),
             agent_enabled=record.get("agent_enabled"),
             agent_status=record.get("agent_status"),
+            total_sessions=record.get("total_sessions"),
+            balanced_sessions=record.get("balanced_sessions"),
         )
+        details.update((key, record.get(key)) for key in list(TRAFFIC_COLUMNS) + ["responses"])
         if "workers" in record:
             details["workers"] = record["workers"]
         request = self._request

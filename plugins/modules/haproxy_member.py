@@ -363,6 +363,54 @@ members:
       description: The agent's last result (C(L7OK), C(L4CON), ...), null without an agent.
       type: str
       sample: null
+    total_sessions:
+      description:
+        - Sessions the server has had (C(stot) of C(show stat)), in the current worker since it started (or
+          since C(clear counters)); in HTTP mode, one per request sent to it. This and the traffic counters
+          below (but RV(members[].response_time_ms)) are cumulative and per worker - compare two readings of
+          the same worker; a reload starts them again from 0.
+      type: int
+      sample: 1200
+    balanced_sessions:
+      description: Those of RV(members[].total_sessions) the load-balancing algorithm chose (C(lbtot)); the others
+        came through persistence (a cookie, a stick table) or a C(use-server) rule.
+      type: int
+      sample: 1180
+    requests:
+      description: HTTP requests the server received (C(req_tot)); null for a TCP-mode backend.
+      type: int
+      sample: 1200
+    responses:
+      description:
+        - HTTP responses the server sent, per status class (C(hrsp_1xx) ... C(hrsp_5xx), C(hrsp_other)), with
+          the keys V(1xx), V(2xx), V(3xx), V(4xx), V(5xx) and V(other); null for a TCP-mode backend. An
+          error HAProxy produced itself (a 503 after the connection was refused) is not among them (see
+          RV(members[].connection_errors)).
+      type: dict
+      sample: {"1xx": 0, "2xx": 1188, "3xx": 0, "4xx": 2, "5xx": 10, "other": 0}
+    connection_errors:
+      description: Failed attempts to connect to the server (C(econ)), retries included.
+      type: int
+      sample: 0
+    response_errors:
+      description: Responses from the server that did not complete - aborted, invalid or timed out
+        (C(eresp)). A complete 5xx response is counted in RV(members[].responses), not here.
+      type: int
+      sample: 0
+    retries:
+      description: Connection attempts to the server that were retried (C(wretr), see C(retries) in HAProxy).
+      type: int
+      sample: 0
+    redispatches:
+      description: Requests for the server that were sent to another one after its connection failed
+        (C(wredis), with C(option redispatch)).
+      type: int
+      sample: 0
+    response_time_ms:
+      description: The server's average response time in milliseconds over its last 1024 requests (C(rtime));
+        not cumulative.
+      type: int
+      sample: 12
     workers:
       description:
         - With O(master_socket), the server's sessions (plus queue) per live HAProxy process, the current

@@ -153,6 +153,7 @@ class Lab(object):
         for app in self.hap.apps.values():
             app.release_all()
             app.set_healthy(True)
+            app.error_every = 0
             if not app.running:
                 app.start()
         known = set(self.initial)

@@ -23,6 +23,12 @@ def test_info_every_backend_never_frontends(lab):
                            ("static", "s1"), ("static", "s2"), ("tracking", "trk1")])
     web1 = [m for m in result["members"] if m["name"] == "web1"][0]
     host, port = lab.addr("web1")
+    # The traffic counters depend on what earlier tests sent (test_haproxy_traffic_counters.py checks them).
+    counters = dict((key, web1.pop(key)) for key in (
+        "total_sessions", "balanced_sessions", "requests", "responses", "connection_errors",
+        "response_errors", "retries", "redispatches", "response_time_ms"))
+    assert all(isinstance(value, int) for key, value in counters.items() if key != "responses"), counters
+    assert sorted(counters["responses"]) == ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
     assert web1 == dict(
         container="app", backend="app", name="web1", address=host, port=port, state="present", weight=1,
         sessions=0, current_sessions=0, queued=0, health="up", status="UP", admin_state=0, admin_flags=[],

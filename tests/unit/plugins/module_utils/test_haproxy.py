@@ -1002,6 +1002,28 @@ def test_state_and_stat_in_one_reply(fake, version):
         api.servers(["nosuch"])
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_traffic_counters_from_show_stat(fake, version):
+    """Each line's show stat has the columns the traffic counters come from."""
+    server = fake({"show servers state app; show stat app 4 -1": fixture(version, "state_and_stat_app.txt"),
+                   "show backend": fixture(version, "show_backend.txt")})
+    for record in haproxy.RuntimeAPI(server.path).servers(["app"]):
+        assert record["responses"] == {"1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, "other": 0}
+        assert [record[key] for key in haproxy.TRAFFIC_COLUMNS] == [0] * len(haproxy.TRAFFIC_COLUMNS)
+
+
+def test_traffic_counters_by_name_and_none_without_http():
+    row = dict(req_tot="120", econ="2", eresp="1", wretr="3", wredis="1", rtime="17", hrsp_1xx="0",
+               hrsp_2xx="100", hrsp_3xx="5", hrsp_4xx="3", hrsp_5xx="12", hrsp_other="0")
+    assert haproxy.traffic_counters(row) == dict(
+        requests=120, connection_errors=2, response_errors=1, retries=3, redispatches=1, response_time_ms=17,
+        responses={"1xx": 0, "2xx": 100, "3xx": 5, "4xx": 3, "5xx": 12, "other": 0})
+    # A TCP-mode backend leaves the HTTP columns empty.
+    tcp = dict(row, req_tot="", hrsp_1xx="", hrsp_2xx="", hrsp_3xx="", hrsp_4xx="", hrsp_5xx="", hrsp_other="")
+    counters = haproxy.traffic_counters(tcp)
+    assert counters["requests"] is None and counters["responses"] is None and counters["connection_errors"] == 2
+
+
 def master_replies(version, **extra):
     current, old = production_pids(version)
     replies = {
