@@ -30,6 +30,7 @@ __metaclass__ = type
 import copy
 import datetime
 import json
+import math
 
 from ansible.errors import AnsibleFilterError
 
@@ -851,6 +852,190 @@ def rolling_deploy_serial(value):
     return parsed[0] if len(parsed) == 1 else parsed
 
 
+# --------------------------------------------------------------------------
+# The analysis gate: the balancer's own counters over the soak
+# --------------------------------------------------------------------------
+
+ANALYSIS_FAILED = "AnalysisFailedError"
+# Threshold -> (its default, whether it may be a fraction).  Every check is off
+# until its threshold is set; min_requests and min_errors only qualify them.
+ANALYSIS_THRESHOLDS = dict(max_error_rate=None, max_error_ratio=None, max_response_time_ms=None,
+                           max_response_time_ratio=None, min_requests=20, min_errors=1)
+ANALYSIS_COUNTERS = ("requests", "responses_5xx", "connection_errors", "response_errors", "retries",
+                     "redispatches")
+NO_COUNTERS = ("the balancer reports no request counters for it (IPVS has none: there the health gate is "
+               "the only gate)")
+
+
+def _analysis_thresholds(thresholds):
+    given = dict(thresholds or {})
+    unknown = sorted(set(given) - set(ANALYSIS_THRESHOLDS))
+    if unknown:
+        raise AnsibleFilterError("rolling_deploy_analysis: unknown threshold(s) %s; known: %s"
+                                 % (", ".join(unknown), ", ".join(sorted(ANALYSIS_THRESHOLDS))))
+    result = dict(ANALYSIS_THRESHOLDS)
+    for key, value in given.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            result[key] = ANALYSIS_THRESHOLDS[key]
+            continue
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise AnsibleFilterError("rolling_deploy_analysis: %s %r is not a number" % (key, value))
+        if number < 0 or math.isnan(number):
+            raise AnsibleFilterError("rolling_deploy_analysis: %s %r must be 0 or more" % (key, value))
+        if key == "max_error_rate" and number > 1:
+            raise AnsibleFilterError("rolling_deploy_analysis: max_error_rate %r is a fraction of the node's "
+                                     "requests, 0 to 1 (0.05 = 5%%)" % (value,))
+        result[key] = number
+    return result
+
+
+def _members_of(snapshot):
+    """The member entries of a *_member_info result (or of its members list)."""
+    if isinstance(snapshot, dict):
+        snapshot = snapshot.get("members", [])
+    return [m for m in (snapshot or []) if isinstance(m, dict)]
+
+
+def _counters(entry):
+    """One entry's cumulative counters, or None without request counters."""
+    responses = entry.get("responses")
+    if entry.get("requests") is None or not isinstance(responses, dict):
+        return None
+    values = dict(requests=entry["requests"], responses_5xx=responses.get("5xx", 0))
+    for key in ANALYSIS_COUNTERS[2:]:
+        values[key] = entry.get(key) or 0
+    return values
+
+
+def _summed(deltas):
+    total = dict((key, sum(d[key] for d in deltas)) for key in ANALYSIS_COUNTERS)
+    # A refused connection never becomes a request: it is counted beside them.
+    total["errors"] = total["responses_5xx"] + total["connection_errors"] + total["response_errors"]
+    attempts = total["requests"] + total["connection_errors"]
+    total["error_rate"] = round(float(total["errors"]) / attempts, 6) if attempts else None
+    times = [(d["weight"], d["response_time_ms"]) for d in deltas if d.get("response_time_ms") is not None]
+    weight = sum(w for w, _t in times)
+    total["response_time_ms"] = (round(sum(w * t for w, t in times) / float(weight), 1) if weight
+                                 else (round(sum(t for _w, t in times) / float(len(times)), 1) if times else None))
+    total["servers"] = len(deltas)
+    return total
+
+
+def _backend_verdict(node, others, limits):
+    """(verdict, reasons) of one backend."""
+    reasons = []
+    attempts = node["requests"] + node["connection_errors"]
+    if attempts < limits["min_requests"]:
+        return "no_data", ["%d request(s) reached the node, fewer than min_requests (%d)"
+                           % (attempts, limits["min_requests"])]
+    enough_errors = node["errors"] >= max(limits["min_errors"], 1)
+    rate = node["error_rate"] or 0.0
+    if limits["max_error_rate"] is not None and enough_errors and rate > limits["max_error_rate"]:
+        reasons.append("error rate %.4g (%d of %d) is above max_error_rate %g"
+                       % (rate, node["errors"], attempts, limits["max_error_rate"]))
+    others_attempts = others["requests"] + others["connection_errors"]
+    others_rate = others["error_rate"] or 0.0
+    compared = others["servers"] and others_attempts >= limits["min_requests"]
+    if limits["max_error_ratio"] is not None and enough_errors and compared \
+            and rate > limits["max_error_ratio"] * others_rate:
+        reasons.append("error rate %.4g is above max_error_ratio %g times the others' %.4g"
+                       % (rate, limits["max_error_ratio"], others_rate))
+    rtime = node["response_time_ms"]
+    if limits["max_response_time_ms"] is not None and rtime is not None and rtime > limits["max_response_time_ms"]:
+        reasons.append("response time %g ms is above max_response_time_ms %g" % (rtime, limits["max_response_time_ms"]))
+    if limits["max_response_time_ratio"] is not None and rtime is not None and compared \
+            and others["response_time_ms"] is not None \
+            and rtime > limits["max_response_time_ratio"] * max(others["response_time_ms"], 1):
+        reasons.append("response time %g ms is above max_response_time_ratio %g times the others' %g ms"
+                       % (rtime, limits["max_response_time_ratio"], others["response_time_ms"]))
+    return ("fail" if reasons else "pass"), reasons
+
+
+def rolling_deploy_analysis(after, before, servers, thresholds=None):
+    """The analysis gate's verdict on one node over a window (the soak).
+
+    ``after`` and ``before`` are two readings of the balancer - results of
+    gentle.lb.haproxy_member_info (or their ``members``) - taken at the end
+    and at the start of the window; ``servers`` names the node's server(s).
+    In every backend the node is in, its counters' growth over the window is
+    compared with that of the backend's other servers together:
+
+    * errors = 5xx responses + connection errors + response errors, and the
+      error rate = errors / (requests + connection errors);
+    * ``max_error_rate``: the node's rate may not exceed it (a fraction);
+    * ``max_error_ratio``: nor that many times the others' rate (the others
+      need ``min_requests`` too, else this check is skipped);
+    * ``max_response_time_ms`` and ``max_response_time_ratio``: the same for
+      the node's average response time (HAProxy's ``rtime``, its last 1024
+      requests) against the others' (weighted by their requests);
+    * with fewer than ``min_requests`` (default 20) over the window the
+      verdict is ``no_data``; an error check fails only with at least
+      ``min_errors`` (default 1) errors.
+
+    Every check is off until its threshold is set.  The verdict is ``fail`` if
+    a backend fails, else ``pass`` if one passes, else ``no_data`` (also for
+    a balancer without request counters, such as IPVS, and after a reload,
+    which starts the counters again).  Returns {verdict, reasons, node,
+    others, backends: {backend: {verdict, reasons, node, others}}}.
+    """
+    limits = _analysis_thresholds(thresholds)
+    names = [servers] if isinstance(servers, str) else list(servers or [])
+    if not names:
+        raise AnsibleFilterError("rolling_deploy_analysis: no server named")
+    first = dict(((m.get("container", m.get("backend")), m.get("name")), m) for m in _members_of(before))
+    grouped = {}
+    reasons = []
+    for entry in _members_of(after):
+        backend, name = entry.get("container", entry.get("backend")), entry.get("name")
+        grouped.setdefault(backend, dict(node=[], others=[], missing=[]))
+        side = "node" if name in names else "others"
+        now, then = _counters(entry), _counters(first.get((backend, name), {}))
+        if now is None or then is None:
+            grouped[backend]["missing"].append((side, name, now is None))
+            continue
+        delta = dict((key, now[key] - then[key]) for key in ANALYSIS_COUNTERS)
+        if any(value < 0 for value in delta.values()):
+            grouped[backend]["missing"].append((side, name, "restarted"))
+            continue
+        delta["response_time_ms"] = entry.get("response_time_ms")
+        delta["weight"] = delta["requests"]
+        grouped[backend][side].append(delta)
+    backends = {}
+    node_deltas, other_deltas = [], []
+    for backend in sorted(grouped, key=str):
+        group = grouped[backend]
+        lacking = [(name, why) for side, name, why in group["missing"] if side == "node"]
+        if not group["node"] and not lacking:
+            continue                    # the node is not in this backend
+        node, others = _summed(group["node"]), _summed(group["others"])
+        node_deltas.extend(group["node"])
+        other_deltas.extend(group["others"])
+        if lacking:
+            named = ", ".join(name for name, _why in lacking)
+            why = lacking[0][1]
+            if why == "restarted":
+                text = "the counters of %s restarted during the window (a reload or a restart)" % named
+            elif why is True:
+                text = "%s: %s" % (named, NO_COUNTERS)
+            else:
+                text = "%s was not in the first reading" % named
+            verdict, texts = "no_data", [text]
+        else:
+            verdict, texts = _backend_verdict(node, others, limits)
+        backends[backend] = dict(verdict=verdict, reasons=texts, node=node, others=others)
+        reasons.extend("%s: %s" % (backend, text) for text in texts)
+    if not backends:
+        raise AnsibleFilterError("rolling_deploy_analysis: %s in no backend of the reading" % ", ".join(names))
+    verdicts = [b["verdict"] for b in backends.values()]
+    verdict = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "no_data"
+    node, others = _summed(node_deltas), _summed(other_deltas)
+    return dict(verdict=verdict, reasons=reasons, node=node, others=others, backends=backends)
+
+
 class FilterModule(object):
     def filters(self):
         return dict(
@@ -869,4 +1054,5 @@ class FilterModule(object):
             rolling_deploy_timeline_failure=rolling_deploy_timeline_failure,
             rolling_deploy_batch=rolling_deploy_batch,
             rolling_deploy_play_timeline=rolling_deploy_play_timeline,
+            rolling_deploy_analysis=rolling_deploy_analysis,
         )
