@@ -432,7 +432,9 @@ class AgentServer:
     """A TCP agent as HAProxy's `agent-check` expects: every connection gets
     one line (the current ``reply``: "ready", "drain", "maint", "up 100%",
     "50%", "down#why", ...) and is closed.  Change the reply at runtime with
-    set(); ``checks`` counts the connections HAProxy made.
+    set(); ``checks`` counts the checks answered.  hold() keeps the next
+    check waiting for its answer until release(), so a test can change the
+    server's state at a moment when no agent answer can be on its way.
 
     A backend server gets one with the dict form {"name": ..., "options":
     "check", "agent": "<first reply>"}; the lab starts it, adds
@@ -448,6 +450,8 @@ class AgentServer:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._thread = None
+        self._holding = False
+        self._held: list[socket.socket] = []
 
     @property
     def reply(self) -> str:
@@ -466,6 +470,34 @@ class AgentServer:
         target = self.checks + count
         return wait_until(lambda: self.checks >= target and self.checks, timeout=timeout,
                           what=f"{count} agent check(s) on {self.name}")
+
+    def hold(self, timeout: float = 5.0):
+        """Return once HAProxy has opened its next check and is waiting for
+        the answer, which it gets at release().  HAProxy runs one agent check
+        at a time per server, so from then on no answer to an earlier check
+        can still be on its way: whatever the test does to the server's state
+        now holds until release()."""
+        with self._lock:
+            self._holding = True
+        wait_until(lambda: self._held, timeout=timeout, interval=0.005,
+                   what=f"the next agent check on {self.name}, held")
+
+    def release(self):
+        """Answer the held checks with the current reply, and the next ones as usual."""
+        with self._lock:
+            self._holding = False
+            held, self._held = self._held, []
+        for conn in held:
+            self._answer(conn)
+
+    def _answer(self, conn: socket.socket):
+        with conn:
+            try:
+                conn.sendall(self.reply.encode() + b"\n")
+            except OSError:
+                pass
+        with self._lock:
+            self.checks += 1
 
     def start(self):
         if self._sock:
@@ -494,13 +526,11 @@ class AgentServer:
                 conn, _ = sock.accept()
             except (socket.timeout, OSError):
                 continue
-            with conn:
-                try:
-                    conn.sendall(self.reply.encode() + b"\n")
-                except OSError:
-                    pass
             with self._lock:
-                self.checks += 1
+                if self._holding:
+                    self._held.append(conn)
+                    continue
+            self._answer(conn)
 
 
 # --------------------------------------------------------------------------
