@@ -211,7 +211,7 @@ def _scenarios():
     found = {}
     if shutil.which("linux.uml", path=os.environ.get("PATH", "") + ":/usr/bin"):
         found["ipvs"] = ("test_ipvs.py", [
-            sys.executable, os.path.join(REPO, "lab", "uml", "run"), "--netns-lab", "--timeout", "900",
+            sys.executable, os.path.join(REPO, "lab", "uml", "run"), "--netns-lab", "--agent", "--timeout", "900",
             "--env", "LAB_RS_COUNT=%d" % IPVS_COUNT, "--", os.path.join(REPO, ".venv", "bin", "python"),
             os.path.join(HERE, "ipvs_scenario.py"), "{workdir}"], REPO, None)
     # Molecule keeps its state, and the lab its files, in the work directory.

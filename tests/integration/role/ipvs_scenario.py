@@ -1,17 +1,20 @@
 # -*- coding: utf-8 -*-
 """The rolling_deploy role against the real kernel IPVS, inside the user-mode
-Linux guest (run by test_ipvs.py through ``lab/uml/run --netns-lab``; it
+Linux guest (run by test_ipvs.py through ``lab/uml/run --netns-lab --agent``; it
 refuses to run anywhere else: it builds an IPVS service and starts servers in
 network namespaces).
 
-    lab/uml/run --netns-lab --env LAB_RS_COUNT=3 -- .venv/bin/python ipvs_scenario.py WORKDIR
+    lab/uml/run --netns-lab --agent --env LAB_RS_COUNT=3 -- .venv/bin/python ipvs_scenario.py WORKDIR
 
 In the guest (see lab/uml/README.md for the netns lab): one lab/app instance
 per real-server namespace rsN on 172.16.N.2:8080, a NAT service
 10.0.0.100:8080 over them, lab/loadgen.py in the client namespace against the
 VIP, and ansible-playbook playbooks/rolling_deploy.yml rolling every real
 server from v1 to v2 with ``ipvs`` bindings delegated to the director (the
-guest's root namespace).  Then, for contrast, one real server is restarted
+guest's root namespace).  The controller runs on the host (lab/uml/on-host)
+and reaches the guest through its agent (connection ``uml``), as a real
+controller reaches a director over SSH: only the modules pay for the
+user-mode kernel's slow process starts, not the controller's own work.  Then, for contrast, one real server is restarted
 without draining, under the same load.  Everything measured is written to
 WORKDIR/result.json for the host test to check.
 """
@@ -28,6 +31,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 PYTHON = sys.executable
 CTL = os.path.join(REPO, "lab", "app", "ctl.py")
 LOADGEN = os.path.join(REPO, "lab", "loadgen.py")
+ON_HOST = os.path.join(REPO, "lab", "uml", "on-host")
+# The modules run with the director's Debian Python (no Ansible there, as on
+# a real director), from the guest's own tmpfs.
+GUEST_PYTHON = "/usr/bin/python3"
+REMOTE_TMP = "/run/rl-ipvs/ansible-remote"
 VIP, PORT = "10.0.0.100", 8080
 SERVICE = "tcp:%s:%d" % (VIP, PORT)
 
@@ -82,8 +90,9 @@ def inventory(work, count):
             }],
         }
     return {"all": {
-        # No pipelining here: in the user-mode kernel it is slower, not faster.
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": PYTHON},
+        # No pipelining through the agent: Python reading a module from a pipe
+        # is slower in the user-mode kernel, not faster (lab/uml/README.md).
+        "vars": {"ansible_connection": "uml", "ansible_python_interpreter": GUEST_PYTHON},
         "children": {
             "lvs": {"hosts": {"director": {}}},
             "app": {"hosts": hosts, "vars": {
@@ -142,24 +151,27 @@ def main(work):
     inv = os.path.join(work, "inventory.json")
     with open(inv, "w") as handle:
         json.dump(inventory(work, count), handle)
-    env = dict(os.environ, ANSIBLE_SHOW_CUSTOM_STATS="1", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".cache", "collections"),
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_HOST_KEY_CHECKING="false",
-               PATH=os.path.dirname(PYTHON) + os.pathsep + os.environ.get("PATH", ""))
+    env = {"ANSIBLE_SHOW_CUSTOM_STATS": "1", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO, ".cache", "collections"),
+           "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false", "ANSIBLE_RETRY_FILES_ENABLED": "false",
+           "ANSIBLE_REMOTE_TMP": REMOTE_TMP, "ANSIBLE_PYTHON_INTERPRETER": GUEST_PYTHON,
+           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_HOST_KEY_CHECKING": "false",
+           "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_DEPRECATION_WARNINGS": "false"}
 
     # The rollout, under load.
     load = Load(work, "rollout")
-    log("load started; running the playbook")
+    log("load started; running the playbook on the host")
     started = time.monotonic()
+    # The host writes the output there as it comes (work is on the host's
+    # /tmp, which the guest shares), so a run cut short shows how far it got.
     playbook_log = os.path.join(work, "playbook.log")
-    with open(playbook_log, "w") as handle:
-        proc = subprocess.run([os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", inv,
-                               os.path.join(REPO, "playbooks", "rolling_deploy.yml"),
-                               "-e", json.dumps({"lab_install_seconds": 0})],
-                              stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=800,
-                              check=False)
+    cmd = [ON_HOST, "--output", playbook_log, "--cwd", REPO]
+    cmd += ["--env=%s=%s" % item for item in sorted(env.items())]
+    cmd += ["--", os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", inv,
+            os.path.join(REPO, "playbooks", "rolling_deploy.yml"), "-e", json.dumps({"lab_install_seconds": 0})]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=800, check=False)
     with open(playbook_log) as handle:
-        output = handle.read()
+        output = handle.read() + proc.stdout + proc.stderr
     result["rollout"] = {"rc": proc.returncode, "seconds": round(time.monotonic() - started, 1),
                          "output": output, "load": load.stop(),
                          "versions": {"rs%d" % n: version_of(n) for n in range(1, count + 1)},
