@@ -1162,8 +1162,9 @@ def rolling_deploy_analysis_verdict(host, before, after, thresholds=None, round_
         balancers[call["label"]] = dict(verdict=found["verdict"], reasons=found["reasons"], node=found["node"])
     verdicts = [b["verdict"] for b in balancers.values()]
     verdict = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "no_data"
-    reasons = ["%s: %s" % (label, text) for label, b in sorted(balancers.items()) for text in b["reasons"]
-               if b["verdict"] == verdict or verdict == "no_data"]
+    delegates = dict((call["label"], call["delegate_to"]) for call, _r in list(first.values()) + list(last.values()))
+    reasons = ["%s: %s" % (delegates[label], text) for label, b in sorted(balancers.items())
+               for text in b["reasons"] if b["verdict"] == verdict or verdict == "no_data"]
     chosen = [b["node"] for b in balancers.values() if b["verdict"] == verdict and b["node"]]
     result = dict(verdict=verdict, reasons=reasons, node=chosen[0] if chosen else None, balancers=balancers)
     if verdict == "fail":

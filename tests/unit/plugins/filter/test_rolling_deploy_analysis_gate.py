@@ -123,7 +123,7 @@ def test_one_failing_balancer_of_two_fails_the_host():
     result = rolling_deploy_analysis_verdict("web2", register(calls, [good_before, bad_before]),
                                              register(calls, [good_after, bad_after]), LIMITS)
     assert result["verdict"] == "fail" and sorted(result["balancers"]) == sorted(c["label"] for c in calls)
-    assert all(reason.startswith("lb2 ") for reason in result["reasons"]), result["reasons"]
+    assert all(reason.startswith("lb2: ") for reason in result["reasons"]), result["reasons"]
 
 
 def test_too_little_traffic_is_no_data():
