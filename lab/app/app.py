@@ -9,7 +9,7 @@ draining it first visibly fails requests, and restarting it after a drain
 fails none.
 
     python3 lab/app/app.py --port P --version v1 [--bind 127.0.0.1] [--name web1]
-        [--pidfile F] [--health-file PATH] [--broken] [--keepalive-timeout S]
+        [--pidfile F] [--health-file PATH] [--broken] [--error-every N] [--keepalive-timeout S]
         [--grace S] [--verbose]
 
 Endpoints (GET, HEAD and OPTIONS; every response carries X-App-Version and
@@ -23,6 +23,13 @@ X-App-Name):
                  --health-file is missing (the health_file drain pattern);
                  503 "BROKEN <version>" for a broken build (--broken or a
                  version ending in "-broken")
+
+A version named like "v2-errors10" (or --error-every 10) is a build that
+passes its health check but answers every 10th request to / and /slow with
+500 "ERROR <version>" (counted per process, so over many requests it is 10%
+of them): the bad release only traffic reveals, for the role's analysis gate.
+lab/app/ctl.py passes the version through unchanged, so a deploy of
+"v2-errors10" is all a test needs.
     /version     200 "<version>" whatever the health (deploy tools use it to
                  know the new build is up even while it is drained)
 
@@ -66,6 +73,12 @@ def is_broken_version(version):
     return version.endswith("-broken")
 
 
+def error_every(version):
+    """A version named like "v2-errors10" answers every 10th app request with a 500 (0: never)."""
+    head, sep, tail = version.rpartition("-errors")
+    return int(tail) if sep and head and tail.isdigit() else 0
+
+
 class AppServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that knows its connections, for a graceful stop."""
 
@@ -78,6 +91,8 @@ class AppServer(ThreadingHTTPServer):
 
     def __init__(self, address, config):
         self.config = config
+        self.counter_lock = threading.Lock()
+        self.app_requests = 0  # requests to / and /slow, for --error-every
         self.draining = False
         self.conns = {}  # handler -> NEW | IDLE | BUSY
         self.conns_lock = threading.Lock()
@@ -221,6 +236,13 @@ class AppHandler(BaseHTTPRequestHandler):
 
     def answer_app(self, send_body):
         cfg = self.server.config
+        if cfg.error_every > 0:
+            with self.server.counter_lock:
+                self.server.app_requests += 1
+                failing = self.server.app_requests % cfg.error_every == 0
+            if failing:
+                self.reply(500, f"ERROR {cfg.version}\n", "text/plain", send_body)
+                return
         body = json.dumps({"version": cfg.version, "name": cfg.name, "pid": os.getpid()})
         self.reply(200, body + "\n", "application/json", send_body)
 
@@ -271,12 +293,15 @@ def parse_args(argv=None):
     p.add_argument("--pidfile", default=None)
     p.add_argument("--health-file", default=None, help="/health is 503 while this file is missing")
     p.add_argument("--broken", action="store_true", help="/health always answers 503")
+    p.add_argument("--error-every", type=int, default=0,
+                   help='answer every Nth request to / with 500 (also a version like "v2-errors10")')
     p.add_argument("--keepalive-timeout", type=float, default=15.0, help="idle keep-alive close, s")
     p.add_argument("--grace", type=float, default=30.0, help="max s to finish requests on SIGTERM")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     cfg = p.parse_args(argv)
     cfg.name = cfg.name or f"app-{cfg.port}"
     cfg.broken = cfg.broken or is_broken_version(cfg.version)
+    cfg.error_every = cfg.error_every or error_every(cfg.version)
     return cfg
 
 

@@ -2,7 +2,8 @@
 # Copyright (c) gentle.lb contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """gentle.lb.member: one entry point for every balancer, as ansible.builtin.package
-is for package managers.  ``type`` picks the member module; every other option
+is for package managers.  ``type`` picks the member module (``info: true``: its
+*_info module); every other option
 goes to it unchanged (module_defaults of that module and its action groups
 apply).  ``options`` may carry the module's options as one mapping, for calls
 built from data (the role's): ``gentle.lb.member: {type: ..., options: ...}``
@@ -28,6 +29,13 @@ MODULES = {
     "f5": "gentle.lb.f5_pool_member",
     "health_file": "gentle.lb.health_file_member",
     "lvs_director": "gentle.lb.keepalived_member",
+}
+# ``info: true`` reads instead of writing: the type's *_info module (the
+# rolling_deploy role's analysis gate reads HAProxy's counters with it).
+INFO_MODULES = {
+    "haproxy": "gentle.lb.haproxy_member_info",
+    "ipvs": "gentle.lb.ipvs_member_info",
+    "f5": "gentle.lb.f5_pool_member_info",
 }
 
 
@@ -59,7 +67,11 @@ class ActionModule(ActionBase):
         if kind not in MODULES:
             raise AnsibleActionFail("type %s: not one of %s; set type to the kind of balancer"
                                     % (kind, ", ".join(sorted(MODULES))))
-        module = MODULES[kind]
+        info = bool(args.pop("info", False))
+        if info and kind not in INFO_MODULES:
+            raise AnsibleActionFail("type %s: info is not available; it is for %s"
+                                    % (kind, ", ".join(sorted(INFO_MODULES))))
+        module = INFO_MODULES[kind] if info else MODULES[kind]
         args = _with_module_defaults(module, self._task, args, self._templar)
         started = time.time()
         result = self._execute_module(module_name=module, module_args=args, task_vars=task_vars)

@@ -725,7 +725,7 @@ def rolling_deploy_timeline_failure(timeline, host, calls, marks, now, rollback_
     round: ``failure_restore`` (on_failure=restore), ``rollback`` (the rollback
     tasks, from the end of the round to the health check of the rolled back
     version), ``rollback_health``, ``rollback_restore``.  ``calls``:
-    {failure_restore, rollback_restore} registers; ``marks``: the host's
+    {failure_restore, rollback_drain, rollback_restore} registers; ``marks``: the host's
     marks ({rollback}: when the health check of the rolled back version
     started); ``now``: the clock now (where a failed rollback left no mark)."""
     timeline = list(timeline or [])
@@ -737,6 +737,10 @@ def rolling_deploy_timeline_failure(timeline, host, calls, marks, now, rollback_
     restored = _call_phase("failure_restore", calls.get("failure_restore"), host, "present", 1, fields)
     if restored is not None:
         added.append(restored)
+    # A failed host back in rotation is drained before its rollback tasks run.
+    drained = _call_phase("rollback_drain", calls.get("rollback_drain"), host, "drained", 1, fields)
+    if drained is not None:
+        added.append(drained)
     rolled = _call_phase("rollback_restore", calls.get("rollback_restore"), host, "present", 1, fields)
     # The rollback tasks start once the round (and any failure_restore call) is over.
     ends = [p["ended"] for p in timeline + added]
@@ -1036,6 +1040,163 @@ def rolling_deploy_analysis(after, before, servers, thresholds=None):
     return dict(verdict=verdict, reasons=reasons, node=node, others=others, backends=backends)
 
 
+# The connection options of a haproxy binding that its analysis reads reuse.
+ANALYSIS_CONNECTION = ("socket", "stats_url", "stats_user", "stats_password", "validate_certs", "timeout")
+# What the analysis gate says about binding types it cannot read.
+ANALYSIS_UNCOVERED = dict(
+    ipvs="IPVS has no request counters: for ipvs bindings the health gate is the only gate",
+    lvs_director="IPVS has no request counters: for lvs_director bindings the health gate is the only gate",
+    f5="the analysis gate does not read F5 BIG-IP statistics yet: for f5 bindings the health gate is the only gate",
+    health_file="the analysis gate does not read health_file bindings yet: for them the health gate is the "
+                "only gate",
+)
+
+
+def rolling_deploy_analysis_calls(hosts, hostvars, round_number=1):
+    """The analysis gate's readings: one gentle.lb.haproxy_member_info call
+    per HAProxy balancer (delegate host and connection options, as the
+    binding has them) for ``hosts``, reading every backend their haproxy
+    bindings name (all backends when one of them names none).  Each call
+    keeps the hosts it serves and, per host, the server names and addresses
+    that are its members (``servers``)."""
+    calls = []
+    by_key = {}
+    for host in hosts:
+        me = _me(hostvars, host)
+        for binding in me["bindings"]:
+            if binding.get("type") != "haproxy":
+                continue
+            options = dict((k, binding[k]) for k in ANALYSIS_CONNECTION if binding.get(k) is not None)
+            for delegate in _delegates(binding, host, {}):
+                key = json.dumps([delegate, options], sort_keys=True, default=str)
+                call = by_key.get(key)
+                if call is None:
+                    call = dict(key=key, round=int(round_number), type="haproxy", delegate_to=delegate,
+                                options=copy.deepcopy(options), backends=[], all_backends=False,
+                                hosts=[], servers={})
+                    by_key[key] = call
+                    calls.append(call)
+                backends = binding.get("backend")
+                if backends is None:
+                    call["all_backends"] = True
+                for backend in ([backends] if isinstance(backends, str) else backends or []):
+                    if backend not in call["backends"]:
+                        call["backends"].append(backend)
+                if host not in call["hosts"]:
+                    call["hosts"].append(host)
+                mine = call["servers"].setdefault(host, dict(names=[], addresses=[]))
+                for key_name, field in (("server", "names"), ("address", "addresses")):
+                    values = binding.get(key_name)
+                    for value in ([values] if not isinstance(values, list) else values):
+                        if value is not None and value not in mine[field]:
+                            mine[field].append(value)
+    for call in calls:
+        if not call["all_backends"] and call["backends"]:
+            call["options"]["backend"] = list(call["backends"])
+        call["label"] = "%s %s" % (call["delegate_to"], ", ".join(call["backends"]) if not call["all_backends"]
+                                   else "every backend")
+    return calls
+
+
+def rolling_deploy_analysis_uncovered(hosts, hostvars):
+    """One sentence per binding type of ``hosts`` the analysis gate cannot
+    read (IPVS, F5, health_file), for the role's one warning."""
+    kinds = []
+    for host in hosts:
+        for binding in _me(hostvars, host)["bindings"]:
+            kind = binding.get("type")
+            if kind in ANALYSIS_UNCOVERED and kind not in kinds:
+                kinds.append(kind)
+    return [ANALYSIS_UNCOVERED[kind] for kind in kinds]
+
+
+def _server_names(servers, entries):
+    """The server names that are the host's members in a reading."""
+    names = list(servers.get("names", []))
+    for entry in entries:
+        for address in servers.get("addresses", []):
+            if entry.get("name") not in names and _matches(address, entry):
+                names.append(entry.get("name"))
+    return names
+
+
+def rolling_deploy_analysis_verdict(host, before, after, thresholds=None, round_number=None):
+    """The analysis gate's verdict on ``host`` from the registers of the two
+    readings (rolling_deploy_analysis_calls, at the start and at the end of
+    the soak): rolling_deploy_analysis per balancer that serves the host,
+    then ``fail`` if one fails, else ``pass`` if one passes, else
+    ``no_data``.  A reading that failed (the balancer did not answer) gives
+    ``no_data`` for that balancer with its message: the gate judges the
+    node's traffic, and without a reading it has none to judge.  Returns
+    None when no reading concerned the host (no haproxy binding), else
+    {verdict, reasons, node, error_type (on fail), msg, balancers}."""
+    def mine(register):
+        found = {}
+        for result in _results(register):
+            call = result["item"]
+            if not isinstance(call, dict) or host not in call.get("hosts", []):
+                continue
+            if round_number is not None and call.get("round") != int(round_number):
+                continue
+            found[call["key"]] = (call, result)
+        return found
+    first, last = mine(before), mine(after)
+    if not last and not first:
+        return None
+    balancers = {}
+    for key in sorted(set(first) | set(last)):
+        call = (last.get(key) or first.get(key))[0]
+        then, now = first.get(key, (None, None))[1], last.get(key, (None, None))[1]
+        broken = [r for r in (then, now) if r is None or _failed(r)]
+        if broken:
+            text = _failure_text(broken[0]) if broken[0] is not None else "one of the two readings is missing"
+            balancers[call["label"]] = dict(verdict="no_data", reasons=["reading failed: %s" % text], node=None)
+            continue
+        names = _server_names(call["servers"].get(host, {}), _members_of(now))
+        try:
+            found = rolling_deploy_analysis(now, then, names, thresholds)
+        except AnsibleFilterError as exc:
+            if "in no backend" not in str(exc) and "no server named" not in str(exc):
+                raise
+            found = dict(verdict="no_data", reasons=[str(exc).split(": ", 1)[-1]], node=None)
+        balancers[call["label"]] = dict(verdict=found["verdict"], reasons=found["reasons"], node=found["node"])
+    verdicts = [b["verdict"] for b in balancers.values()]
+    verdict = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "no_data"
+    delegates = dict((call["label"], call["delegate_to"]) for call, _r in list(first.values()) + list(last.values()))
+    reasons = ["%s: %s" % (delegates[label], text) for label, b in sorted(balancers.items())
+               for text in b["reasons"] if b["verdict"] == verdict or verdict == "no_data"]
+    chosen = [b["node"] for b in balancers.values() if b["verdict"] == verdict and b["node"]]
+    result = dict(verdict=verdict, reasons=reasons, node=chosen[0] if chosen else None, balancers=balancers)
+    if verdict == "fail":
+        result.update(error_type=ANALYSIS_FAILED,
+                      msg="analysis gate: the node's traffic over the soak failed the thresholds: %s"
+                          % "; ".join(reasons))
+    elif verdict == "no_data":
+        result["msg"] = "analysis gate: no verdict for %s (passed without one): %s" % (host, "; ".join(reasons))
+    else:
+        result["msg"] = "analysis gate: passed"
+    return result
+
+
+def rolling_deploy_warn(text):
+    """Show ``text`` as one Ansible warning (shown once however often it is
+    templated) and return it, for a debug task's msg."""
+    from ansible.utils.display import Display
+    Display().warning(str(text))
+    return text
+
+
+def rolling_deploy_timeline_analysis(timeline, analysis):
+    """The host's timeline with the analysis gate's ``analysis`` ({verdict,
+    reasons, node}) on its soak phase (the window it judged)."""
+    timeline = [dict(entry) for entry in (timeline or [])]
+    for entry in reversed(timeline):
+        if entry.get("phase") == "soak":
+            entry["analysis"] = analysis
+            break
+    return timeline
+
+
 class FilterModule(object):
     def filters(self):
         return dict(
@@ -1055,4 +1216,9 @@ class FilterModule(object):
             rolling_deploy_batch=rolling_deploy_batch,
             rolling_deploy_play_timeline=rolling_deploy_play_timeline,
             rolling_deploy_analysis=rolling_deploy_analysis,
+            rolling_deploy_analysis_calls=rolling_deploy_analysis_calls,
+            rolling_deploy_analysis_uncovered=rolling_deploy_analysis_uncovered,
+            rolling_deploy_analysis_verdict=rolling_deploy_analysis_verdict,
+            rolling_deploy_warn=rolling_deploy_warn,
+            rolling_deploy_timeline_analysis=rolling_deploy_timeline_analysis,
         )

@@ -248,7 +248,7 @@ class StickyClients(object):
     def __init__(self, lab, backend, hold=0.4, count=3):
         first = CookieClient(lab, backend)
         self.target = first.get()
-        self.clients = [first] + [CookieClient(lab, backend) for _ in range(count - 1)]
+        self.clients = [first] + [CookieClient(lab, backend) for _number in range(count - 1)]
         for client in self.clients[1:]:
             client.cookie = first.cookie
         self.hold = hold

@@ -104,8 +104,8 @@ def playbook(lab, path=PLAYBOOK, extra_vars=None, timeout=300, args=(), env=None
 
 # The order a host's phases happen in (docs/rolling_deploy.md, "Timings").
 PHASES = ["before_drain", "drain", "wait", "deploy", "health", "restore", "restore_wait", "soak", "after_restore",
-          "failure_restore", "rollback", "rollback_health", "rollback_restore"]
-CALL_PHASES = {"drain", "wait", "restore", "restore_wait", "failure_restore", "rollback_restore"}
+          "failure_restore", "rollback_drain", "rollback", "rollback_health", "rollback_restore"]
+CALL_PHASES = {"drain", "wait", "restore", "restore_wait", "failure_restore", "rollback_drain", "rollback_restore"}
 
 
 def check_timeline(run, batches, rounds=None, bindings=1):

@@ -184,6 +184,14 @@ def test_health_file_drain_and_broken_build(apps, tmp_path):
     assert get(broken.port, "/version")[0] == 200
 
 
+def test_an_errors_version_answers_every_nth_request_with_500_and_stays_healthy(apps):
+    bad = apps("v2-errors3", "web2")
+    statuses = [get(bad.port, "/")[0] for _number in range(9)]
+    assert statuses == [200, 200, 500] * 3
+    assert get(bad.port, "/health")[0::2] == (200, "OK v2-errors3\n")
+    assert get(bad.port, "/version")[0] == 200
+
+
 def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(apps):
     web1 = apps("v1", "web1")
     result = {}
