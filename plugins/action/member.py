@@ -2,7 +2,7 @@
 # Copyright (c) gentle.lb contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """gentle.lb.member: one entry point for every balancer, as ansible.builtin.package
-is for package managers.  ``type`` picks the member module (``info: true``: its
+is for package managers.  ``type`` picks the member module (``read: true``: its
 *_info module); every other option
 goes to it unchanged (module_defaults of that module and its action groups
 apply).  ``options`` may carry the module's options as one mapping, for calls
@@ -30,7 +30,7 @@ MODULES = {
     "health_file": "gentle.lb.health_file_member",
     "lvs_director": "gentle.lb.keepalived_member",
 }
-# ``info: true`` reads instead of writing: the type's *_info module (the
+# ``read: true`` reads instead of writing: the type's *_info module (the
 # rolling_deploy role's analysis gate reads HAProxy's counters with it).
 INFO_MODULES = {
     "haproxy": "gentle.lb.haproxy_member_info",
@@ -67,11 +67,12 @@ class ActionModule(ActionBase):
         if kind not in MODULES:
             raise AnsibleActionFail("type %s: not one of %s; set type to the kind of balancer"
                                     % (kind, ", ".join(sorted(MODULES))))
-        info = bool(args.pop("info", False))
-        if info and kind not in INFO_MODULES:
-            raise AnsibleActionFail("type %s: info is not available; it is for %s"
+        # Not "info": that is an option of health_file_member (HAProxy's view).
+        read = bool(args.pop("read", False))
+        if read and kind not in INFO_MODULES:
+            raise AnsibleActionFail("type %s: read is not available; it is for %s"
                                     % (kind, ", ".join(sorted(INFO_MODULES))))
-        module = INFO_MODULES[kind] if info else MODULES[kind]
+        module = INFO_MODULES[kind] if read else MODULES[kind]
         args = _with_module_defaults(module, self._task, args, self._templar)
         started = time.time()
         result = self._execute_module(module_name=module, module_args=args, task_vars=task_vars)

@@ -33,11 +33,12 @@ options:
       - The chosen module's options as one mapping, for calls built from data (a loop over computed calls)
         without templating the task's whole arguments. Options given directly to the task win.
     type: dict
-  info:
+  read:
     description:
       - Read instead of write - run the type's C(*_info) module (M(gentle.lb.haproxy_member_info),
         M(gentle.lb.ipvs_member_info), M(gentle.lb.f5_pool_member_info)) with the other options. Not available
-        for V(health_file) and V(lvs_director).
+        for V(health_file) and V(lvs_director) (whose own option O(gentle.lb.health_file_member#module:info), HAProxy's view of a
+        V(health_file) binding, is passed on to its module like every other option).
       - The C(gentle.lb.rolling_deploy) role's analysis gate reads HAProxy's traffic counters this way.
     type: bool
     default: false
