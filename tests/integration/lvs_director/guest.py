@@ -586,13 +586,14 @@ def part_checks(lab, args):
         lab.record("sorry_client", client_get(lab, "http://%s/" % VIPS[1], 2))
         for name in RS:
             rm("%s/%s.80.down" % (STATE, name))
+        lab.measure("sorry_out_seconds", lambda t: all(SORRY not in t[s] and t[s][rs("rs1", 80)] == 2 for s in WWW),
+                    15, "the sorry server out of www again, web1 back")
         # Both real servers back before the next stage: its drain of web1 needs
         # web2 in rotation (min_active 1), and in a slowed guest web2's check
-        # can come back well after web1's.
-        lab.measure("sorry_out_seconds",
-                    lambda t: all(SORRY not in t[s] and t[s][rs("rs1", 80)] == 2 and t[s][rs("rs2", 80)] == 1
-                                  for s in WWW),
-                    15, "the sorry server out of www again, web1 and web2 back")
+        # can come back a check later than web1's.  Not a promise, so only
+        # recorded: the sorry server's promise is the first server's check.
+        lab.record("sorry_web2_back_seconds", lab.wait(
+            lambda t: all(t[s][rs("rs2", 80)] == 1 for s in WWW), round(15 * lab.factor)))
 
     with lab.stage("drain with requests in flight, reload, restore", quiet=50):
         drain_reload_restore(lab, extra, expected)
