@@ -959,6 +959,12 @@ def _backend_verdict(node, others, limits):
     return ("fail" if reasons else "pass"), reasons
 
 
+class AnalysisMemberMissing(AnsibleFilterError):
+    """The node is not in the reading (no server name given, or none of its
+    names in any backend read): the gate has no traffic of it to judge, which
+    rolling_deploy_analysis_verdict turns into no_data by this type."""
+
+
 def rolling_deploy_analysis(after, before, servers, thresholds=None):
     """The analysis gate's verdict on one node over a window (the soak).
 
@@ -989,7 +995,7 @@ def rolling_deploy_analysis(after, before, servers, thresholds=None):
     limits = _analysis_thresholds(thresholds)
     names = [servers] if isinstance(servers, str) else list(servers or [])
     if not names:
-        raise AnsibleFilterError("rolling_deploy_analysis: no server named")
+        raise AnalysisMemberMissing("rolling_deploy_analysis: no server named")
     first = dict(((m.get("container", m.get("backend")), m.get("name")), m) for m in _members_of(before))
     grouped = {}
     reasons = []
@@ -1033,7 +1039,7 @@ def rolling_deploy_analysis(after, before, servers, thresholds=None):
         backends[backend] = dict(verdict=verdict, reasons=texts, node=node, others=others)
         reasons.extend("%s: %s" % (backend, text) for text in texts)
     if not backends:
-        raise AnsibleFilterError("rolling_deploy_analysis: %s in no backend of the reading" % ", ".join(names))
+        raise AnalysisMemberMissing("rolling_deploy_analysis: %s in no backend of the reading" % ", ".join(names))
     verdicts = [b["verdict"] for b in backends.values()]
     verdict = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "no_data"
     node, others = _summed(node_deltas), _summed(other_deltas)
@@ -1155,9 +1161,7 @@ def rolling_deploy_analysis_verdict(host, before, after, thresholds=None, round_
         names = _server_names(call["servers"].get(host, {}), _members_of(now))
         try:
             found = rolling_deploy_analysis(now, then, names, thresholds)
-        except AnsibleFilterError as exc:
-            if "in no backend" not in str(exc) and "no server named" not in str(exc):
-                raise
+        except AnalysisMemberMissing as exc:
             found = dict(verdict="no_data", reasons=[str(exc).split(": ", 1)[-1]], node=None)
         balancers[call["label"]] = dict(verdict=found["verdict"], reasons=found["reasons"], node=found["node"])
     verdicts = [b["verdict"] for b in balancers.values()]
