@@ -584,10 +584,12 @@ def part_checks(lab, args):
                     "the sorry server in www with every real server down")
         lab.record("sorry_table", lab.table())
         lab.record("sorry_client", client_get(lab, "http://%s/" % VIPS[1], 2))
+        log_offset, recovered_at = len(lab.ka_log()), time.time()
         for name in RS:
             rm("%s/%s.80.down" % (STATE, name))
         lab.measure("sorry_out_seconds", lambda t: all(SORRY not in t[s] and t[s][rs("rs1", 80)] == 2 for s in WWW),
                     15, "the sorry server out of www again, web1 back")
+        lab.record("sorry_out_keepalived", web1_recovery_in_log(lab, log_offset, recovered_at))
         # Both real servers back before the next stage: its drain of web1 needs
         # web2 in rotation (min_active 1), and in a slowed guest web2's check
         # can come back a check later than web1's.  Not a promise, so only
@@ -597,6 +599,38 @@ def part_checks(lab, args):
 
     with lab.stage("drain with requests in flight, reload, restore", quiet=50):
         drain_reload_restore(lab, extra, expected)
+
+
+KA_LOG_LINE = re.compile(r"^(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}): (.*)$")
+
+
+def web1_recovery_in_log(lab, since, recovered_at):
+    """When keepalived, after offset ``since`` of its log, first saw web1's
+    health page pass and when it had enabled web1 in every www service, in
+    seconds after ``recovered_at`` (time.time(); the log has whole seconds).
+    The first is the promise (its next check); the time between the two is
+    keepalived acting on that check, which a busy guest slows down and which
+    the sorry server's bound takes from here, as measured, not as a guess."""
+    first_pass, enabled = None, {}
+    enabling = re.compile(r"Enabling service \[%s\]:tcp:80 of VS \[(%s)\]:tcp:80" % (
+        re.escape(RS["rs1"]), "|".join(re.escape(vip) for vip in VIPS)))
+    for line in lab.ka_log()[since:].splitlines():
+        match = KA_LOG_LINE.match(line)
+        if not match:
+            continue
+        at = time.mktime(time.strptime(match.group(1), "%a %b %d %H:%M:%S %Y"))
+        if first_pass is None and match.group(2).startswith("HTTP status code success to [%s]:tcp:80" % RS["rs1"]):
+            first_pass = at
+        found = enabling.search(match.group(2))
+        if found:
+            enabled.setdefault(found.group(1), at)
+    if first_pass is None or len(enabled) < len(VIPS):
+        return None
+    last_enabled = max(enabled.values())
+    # recovered_at has fractions, the log does not: the whole second it fell in.
+    recovered_second = int(recovered_at)
+    return {"first_pass_seconds": first_pass - recovered_second,
+            "acted_seconds": max(0, last_enabled - first_pass)}
 
 
 def web1_maintenance_seen(lab, since):
