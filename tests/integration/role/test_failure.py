@@ -111,3 +111,52 @@ def test_role_stops_by_itself_without_max_fail_percentage(lab):
     # web2 was in web1's batch: it finished its own node.
     assert admin_states(lab) == {"web1": "DRAIN", "web2": "READY", "web3": "READY", "web4": "READY"}
     assert lab.versions() == {"web1": "v2-broken", "web2": "v2", "web3": "v1", "web4": "v1"}
+
+
+NEIGHBOUR_THEN_FAIL = """---
+- name: Someone else takes web2 out meanwhile (another job, an operator)
+  gentle.lb.haproxy_member:
+    socket: "{{ hostvars['lb1'].lab_haproxy_socket }}"
+    backend: app
+    server: web2
+    state: absent
+  delegate_to: lb1
+  when: inventory_hostname == 'web1'
+
+- name: The check after the restore fails
+  ansible.builtin.fail:
+    msg: after_restore check failed on purpose
+"""
+
+
+def test_rollback_of_a_node_in_rotation_that_cannot_be_drained_leaves_it_as_it_is(lab, tmp_path):
+    """web1 fails after its restore (after_restore hook) while a neighbour was
+    taken out by someone else: draining web1 for its rollback would cross
+    min_active, so it is not rolled back, it stays in rotation on v2, and the
+    message says so (not "left drained")."""
+    hook = tmp_path / "after_restore.yml"
+    hook.write_text(NEIGHBOUR_THEN_FAIL)
+    run = playbook(lab, extra_vars={
+        "rolling_deploy_min_active": 3,
+        "rolling_deploy_after_restore_tasks_file": str(hook),
+        "rolling_deploy_on_failure": "rollback",
+        "rolling_deploy_rollback_tasks_file": ROLLBACK_TASKS,
+        "rolling_deploy_rollback_health_body": "^OK v1$",
+    })
+
+    assert run.rc != 0, run
+    assert "rolling_deploy: web1 failed at step after_restore" in run.output, run
+    assert "it was not rolled back: it is in rotation on the new version and could not be drained first" in run.output, run
+    assert "left drained" not in run.output, run
+    assert lab.versions() == {"web1": "v2", "web2": "v1", "web3": "v1", "web4": "v1"}
+    assert admin_states(lab) == {"web1": "READY", "web2": "MAINT", "web3": "READY", "web4": "READY"}
+    timings = run.timings["web1"]
+    assert timings["result"] == "failed" and timings["step"] == "after_restore", timings
+    phases = check_timeline(run, {"web1": 1})
+    drain = [p for p in phases["web1"] if p["phase"] == "rollback_drain"]
+    assert drain and drain[0]["result"] == "failed", phases["web1"]
+    assert drain[0]["error_type"] == "GuardRefusedError", drain[0]
+    # The rollback phase records why it did not run; nothing after it ran.
+    assert [p["phase"] for p in phases["web1"]][-2:] == ["rollback_drain", "rollback"], phases["web1"]
+    assert phases["web1"][-1]["result"] == "failed", phases["web1"][-1]
+    assert phases["web1"][-1]["msg"].startswith("not rolled back: it is in rotation"), phases["web1"][-1]
