@@ -228,7 +228,7 @@ def one_rollout(approach, args, scenario):
 def stats_of(output):
     """The role's rolling_deploy_timings from the set_stats artifacts."""
     match = re.search(r"^\tRUN: (.*)$", output, re.M)
-    return json.loads(match.group(1)).get("rolling_deploy_timings", {}) if match else {}
+    return json.loads(match.group(1)).get("rolling_deploy_play_timings", {}) if match else {}
 
 
 def report(scenario, args, found):

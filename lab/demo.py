@@ -81,7 +81,7 @@ def timings_from(output):
     match = re.search(r"^\tRUN: (.*)$", output, re.M)
     if not match:
         return {}
-    return json.loads(match.group(1)).get("rolling_deploy_timings", {})
+    return json.loads(match.group(1)).get("rolling_deploy_play_timings", {})
 
 
 def load_line(summary):

@@ -231,6 +231,10 @@ class RollingLab:
                 return node
         raise LabError(f"no instance {name}")
 
+    def pids(self) -> dict:
+        """{instance: pid of its app}, for telling a restarted instance from one left alone."""
+        return {n.name: n.pidfile.read_text().strip() for n in self.nodes if n.pidfile.exists()}
+
     def versions(self) -> dict:
         """{instance: version it serves now, or "down"} asked directly (not through HAProxy)."""
         result = {}

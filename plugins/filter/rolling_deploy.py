@@ -857,6 +857,77 @@ def rolling_deploy_serial(value):
 
 
 # --------------------------------------------------------------------------
+# Approval points: stop after a batch, resume in the next job
+# --------------------------------------------------------------------------
+
+APPROVAL_FORMS = "batch numbers: 1, [1, 3], also written 1,3 or '[1, 3]'"
+
+
+def _from_text(value, what, forms):
+    """A list or a dict that arrived as text (a plain -e k=v, an AWX survey
+    field): JSON, or single-quoted as people write YAML and Python."""
+    text = value.strip()
+    for candidate in (text, text.replace("'", '"')):
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    raise AnsibleFilterError("%s %r: not readable; use %s" % (what, value, forms))
+
+
+def rolling_deploy_approval_points(value):
+    """The batch numbers after which the rollout stops for an approval, sorted,
+    from whatever form rolling_deploy_approval_after arrived in."""
+    numbers = value
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        numbers = _from_text(text, "rolling_deploy_approval_after", APPROVAL_FORMS) if text.startswith("[") else [
+            part for part in text.replace(",", " ").split() if part]
+    if not isinstance(numbers, (list, tuple)):
+        numbers = [numbers]
+    points = set()
+    for number in numbers:
+        if isinstance(number, bool) or not str(number).strip().isdigit() or int(str(number).strip()) < 1:
+            raise AnsibleFilterError("rolling_deploy_approval_after %r: %r is not a batch number (1 is the first "
+                                     "batch); use %s" % (value, number, APPROVAL_FORMS))
+        points.add(int(str(number).strip()))
+    return sorted(points)
+
+
+RESUME_FORM = ('the rolling_deploy_resume artifact the job before the approval point published, '
+               '{"after_batch": 1, "done": ["web1"]}')
+
+
+def rolling_deploy_resume_state(value, hosts_all):
+    """rolling_deploy_resume, checked against this play: {after_batch, done}.
+
+    An empty value is a rollout that starts at its first batch.  The resume
+    job must roll the same hosts (inventory, limit) as the job that stopped:
+    a done host this play does not have means it does not, and guessing where
+    to go on would be worse than stopping."""
+    if value in (None, "", {}):
+        return {"after_batch": 0, "done": []}
+    if isinstance(value, str):
+        value = _from_text(value, "rolling_deploy_resume", RESUME_FORM)
+    if not isinstance(value, dict) or set(value) - {"after_batch", "done"}:
+        raise AnsibleFilterError("rolling_deploy_resume %r: use %s" % (value, RESUME_FORM))
+    after = value.get("after_batch")
+    done = value.get("done") or []
+    if isinstance(after, bool) or not str(after).isdigit() or not isinstance(done, (list, tuple)):
+        raise AnsibleFilterError("rolling_deploy_resume %r: use %s" % (value, RESUME_FORM))
+    unknown = [host for host in done if host not in (hosts_all or [])]
+    if unknown:
+        raise AnsibleFilterError(
+            "rolling_deploy_resume names %s, which this play does not roll: resume with the inventory and limit "
+            "of the job that stopped at the approval point" % ", ".join(str(host) for host in unknown))
+    return {"after_batch": int(after), "done": [str(host) for host in done]}
+
+
+# --------------------------------------------------------------------------
 # The analysis gate: the balancer's own counters over the soak
 # --------------------------------------------------------------------------
 
@@ -1211,6 +1282,8 @@ class FilterModule(object):
             rolling_deploy_split=rolling_deploy_split,
             rolling_deploy_record=rolling_deploy_record,
             rolling_deploy_serial=rolling_deploy_serial,
+            rolling_deploy_approval_points=rolling_deploy_approval_points,
+            rolling_deploy_resume_state=rolling_deploy_resume_state,
             rolling_deploy_max_failed=rolling_deploy_max_failed,
             rolling_deploy_stop=rolling_deploy_stop,
             rolling_deploy_time_left=rolling_deploy_time_left,

@@ -24,9 +24,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ROLE = os.path.join(REPO, "roles", "rolling_deploy")
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")
 
-# Public names that are not inputs: the facts the role publishes, and the
-# variables of the ready playbooks.
-NOT_INPUTS = {"rolling_deploy_timings", "rolling_deploy_timeline", "rolling_deploy_hosts", "rolling_deploy_serial",
+# Public names that are not inputs: the facts and set_stats artifacts the
+# role publishes, and the variables of the ready playbooks.
+NOT_INPUTS = {"rolling_deploy_timings", "rolling_deploy_timeline", "rolling_deploy_play_timings",
+              "rolling_deploy_play_timeline", "rolling_deploy_hosts", "rolling_deploy_serial",
               "rolling_deploy_member_action"}
 
 

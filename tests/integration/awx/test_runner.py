@@ -19,6 +19,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from awx_credentials import REPO, render_injectors
 from helpers import VENV_BIN, ensure_collection_link
@@ -96,33 +97,38 @@ def run_job(tmp_path_factory, survey, ident, credential=None):
     lab = RollingLab(instances=len(HOSTS))
     lab.start()
     try:
-        pdd = tmp_path_factory.mktemp("runner")
-        shutil.copytree(os.path.join(REPO, "playbooks"), str(pdd / "project"))
-        (pdd / "inventory").mkdir()
-        shutil.copy(lab.inventory, str(pdd / "inventory" / "hosts.yml"))
-        (pdd / "env").mkdir()
-        (pdd / "env" / "extravars").write_text(json.dumps(survey))
-        envvars = {
-            "ANSIBLE_COLLECTIONS_PATH": ensure_collection_link(),
-            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
-            "ANSIBLE_NOCOLOR": "1",
-        }
-        envvars.update(credential(lab) if credential else {})
-        (pdd / "env" / "envvars").write_text(json.dumps(envvars))
-        # ansible-runner finds ansible-playbook on PATH, as in an EE; nothing of
-        # the test run's own Ansible environment leaks into the job.
-        env = dict((k, v) for k, v in os.environ.items() if not k.startswith("ANSIBLE_") and k != "PYTHONPATH")
-        env["PATH"] = VENV_BIN + os.pathsep + os.environ.get("PATH", "")
-        proc = subprocess.run([os.path.join(VENV_BIN, "ansible-runner"), "run", str(pdd),
-                               "-p", "rolling_deploy.yml", "--ident", ident, "-q"],
-                              capture_output=True, text=True, env=env, timeout=300, check=False)
-        job = Job(pdd, ident, proc)
-        job.versions = lab.versions()
-        job.status_in_haproxy = lab.states()
-        job.admin = admin_states(lab)
-        return job
+        return job_on(lab, tmp_path_factory, survey, ident, credential)
     finally:
         lab.stop()
+
+
+def job_on(lab, tmp_path_factory, survey, ident, credential=None):
+    """One ansible-runner job against a running lab (see run_job)."""
+    pdd = tmp_path_factory.mktemp("runner")
+    shutil.copytree(os.path.join(REPO, "playbooks"), str(pdd / "project"))
+    (pdd / "inventory").mkdir()
+    shutil.copy(lab.inventory, str(pdd / "inventory" / "hosts.yml"))
+    (pdd / "env").mkdir()
+    (pdd / "env" / "extravars").write_text(json.dumps(survey))
+    envvars = {
+        "ANSIBLE_COLLECTIONS_PATH": ensure_collection_link(),
+        "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    envvars.update(credential(lab) if credential else {})
+    (pdd / "env" / "envvars").write_text(json.dumps(envvars))
+    # ansible-runner finds ansible-playbook on PATH, as in an EE; nothing of
+    # the test run's own Ansible environment leaks into the job.
+    env = dict((k, v) for k, v in os.environ.items() if not k.startswith("ANSIBLE_") and k != "PYTHONPATH")
+    env["PATH"] = VENV_BIN + os.pathsep + os.environ.get("PATH", "")
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-runner"), "run", str(pdd),
+                           "-p", "rolling_deploy.yml", "--ident", ident, "-q"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    job = Job(pdd, ident, proc)
+    job.versions = lab.versions()
+    job.status_in_haproxy = lab.states()
+    job.admin = admin_states(lab)
+    return job
 
 
 def haproxy_credential(lab):
@@ -187,7 +193,7 @@ def test_successful_job_events(good_job):
 
 
 def test_successful_job_set_stats_artifact(good_job):
-    timings = good_job.stats["artifact_data"]["rolling_deploy_timings"]
+    timings = good_job.stats["artifact_data"]["rolling_deploy_play_timings"]
     assert sorted(timings) == HOSTS
     for host, entry in timings.items():
         assert entry["result"] == "done" and entry["step"] == "done", (host, entry)
@@ -217,6 +223,102 @@ def test_failed_job_status_events_and_artifact(broken_job):
     assert broken_job.status_in_haproxy["web1"] == "UP"
     assert broken_job.versions["web1"] == "v2" and broken_job.versions["web2"] != "v2"
 
-    timings = broken_job.stats["artifact_data"]["rolling_deploy_timings"]
+    timings = broken_job.stats["artifact_data"]["rolling_deploy_play_timings"]
     assert timings["web1"]["result"] == "done"
     assert timings["web2"]["result"] == "failed" and timings["web2"]["step"] == "deploy", timings
+
+
+def handed_on(survey, *jobs):
+    """The extra variables AWX gives a workflow node's job: its job template's
+    survey answers and the set_stats artifacts of the jobs before it (the
+    later job's win)."""
+    extra = dict(survey)
+    for job in jobs:
+        extra.update(job.stats.get("artifact_data") or {})
+    return extra
+
+
+@pytest.fixture(scope="module")
+def approval_workflow(tmp_path_factory):
+    """docs/awx/workflow_rolling_deploy.yml's shape, under load: the job
+    template with approval points after batches 1 and 2 (a survey's text),
+    approved twice; each job after an approval is the same template given
+    the artifacts of the jobs before it, as AWX hands them on."""
+    lab = RollingLab(instances=4)
+    lab.start()
+    try:
+        survey = {"rolling_deploy_serial": "1,2", "rolling_deploy_approval_after": "1,2"}
+        lab.start_load()
+        jobs = [job_on(lab, tmp_path_factory, survey, "canary")]
+        pids = [lab.pids()]
+        jobs.append(job_on(lab, tmp_path_factory, handed_on(survey, *jobs), "after-approval-1"))
+        pids.append(lab.pids())
+        jobs.append(job_on(lab, tmp_path_factory, handed_on(survey, *jobs), "after-approval-2"))
+        pids.append(lab.pids())
+        return jobs, pids, lab.stop_load()
+    finally:
+        lab.stop()
+
+
+def deployed_hosts(job):
+    return sorted(e["event_data"]["host"] for e in job.of("runner_on_ok", action="ansible.builtin.command"))
+
+
+def test_approval_point_ends_the_job_with_success_and_publishes_where_it_stopped(approval_workflow):
+    (canary, second, last), pids, load = approval_workflow
+    assert canary.proc.returncode == 0 and canary.read("status") == "successful", canary
+    assert canary.versions == {"web1": "v2", "web2": "v1", "web3": "v1", "web4": "v1"}
+    assert canary.admin == dict.fromkeys(["web1", "web2", "web3", "web4"], "READY")
+    assert deployed_hosts(canary) == ["web1"]
+    artifacts = canary.stats["artifact_data"]
+    assert artifacts["rolling_deploy_resume"] == {"after_batch": 1, "done": ["web1"]}, artifacts
+    assert sorted(artifacts["rolling_deploy_play_timings"]) == ["web1"], artifacts
+    stdout = canary.read("stdout")
+    assert "the rollout stops here for an approval" in stdout, canary
+
+
+def test_the_job_after_each_approval_resumes_exactly_where_the_last_one_stopped(approval_workflow):
+    (canary, second, last), pids, load = approval_workflow
+    # Job 2: batch 1 (web1) is skipped as it is, batch 2 (web2, web3) rolled, then the next approval.
+    assert second.proc.returncode == 0 and second.read("status") == "successful", second
+    assert deployed_hosts(second) == ["web2", "web3"]
+    assert second.versions == {"web1": "v2", "web2": "v2", "web3": "v2", "web4": "v1"}
+    assert pids[1]["web1"] == pids[0]["web1"], "web1 was restarted by the job after the approval"
+    timings = second.stats["artifact_data"]["rolling_deploy_play_timings"]
+    # The job's own timings, not the first job's handed on as extra variables.
+    assert timings["web1"]["result"] == "skipped" and timings["web1"]["reason"] == "approval", timings
+    assert timings["web2"]["result"] == timings["web3"]["result"] == "done", timings
+    assert second.stats["artifact_data"]["rolling_deploy_resume"] == {
+        "after_batch": 2, "done": ["web1", "web2", "web3"]}
+    # Job 3: the last batch, and nothing left to resume for the workflow's later nodes.
+    assert last.proc.returncode == 0 and last.read("status") == "successful", last
+    assert deployed_hosts(last) == ["web4"]
+    assert last.versions == dict.fromkeys(["web1", "web2", "web3", "web4"], "v2")
+    assert last.admin == dict.fromkeys(["web1", "web2", "web3", "web4"], "READY")
+    assert last.stats["artifact_data"]["rolling_deploy_resume"] == {}
+    assert {h: t["result"] for h, t in last.stats["artifact_data"]["rolling_deploy_play_timings"].items()} == {
+        "web1": "skipped", "web2": "skipped", "web3": "skipped", "web4": "done"}
+    # Across the three jobs and the approvals between them, not one failed request.
+    assert load["sent"] > 100 and load["failed"] == 0, load["line"]
+
+
+def test_the_shipped_workflow_is_the_one_run_here():
+    """docs/awx/workflow_rolling_deploy.yml wires what approval_workflow runs:
+    the job template, an approval, the same job template; the approval point
+    set once, for both jobs, in the workflow's extra variables."""
+    with open(os.path.join(REPO, "docs", "awx", "workflow_rolling_deploy.yml")) as handle:
+        tasks = yaml.safe_load(handle)[0]["tasks"]
+    workflow = [t["awx.awx.workflow_job_template"] for t in tasks if "awx.awx.workflow_job_template" in t]
+    assert len(workflow) == 1 and workflow[0]["extra_vars"] == {"rolling_deploy_approval_after": "1"}
+    nodes = dict((n["identifier"], n) for n in (
+        t["awx.awx.workflow_job_template_node"] for t in tasks if "awx.awx.workflow_job_template_node" in t))
+    assert nodes["canary"]["success_nodes"] == ["approve-canary"]
+    assert "approval_node" in nodes["approve-canary"] and "unified_job_template" not in nodes["approve-canary"]
+    assert nodes["approve-canary"]["success_nodes"] == ["rest"]
+    assert nodes["canary"]["unified_job_template"] == nodes["rest"]["unified_job_template"]
+    # Children first: every link names a node created before it.
+    order = [t["awx.awx.workflow_job_template_node"]["identifier"] for t in tasks
+             if "awx.awx.workflow_job_template_node" in t]
+    for node in nodes.values():
+        for child in node.get("success_nodes", []):
+            assert order.index(child) < order.index(node["identifier"]), order

@@ -81,12 +81,12 @@ class Run(object):
 
     @property
     def timings(self):
-        return self.stats.get("rolling_deploy_timings", {})
+        return self.stats.get("rolling_deploy_play_timings", {})
 
     @property
     def timeline(self):
         """The play-wide timeline artifact: every host's phases, by start."""
-        return self.stats.get("rolling_deploy_timeline", [])
+        return self.stats.get("rolling_deploy_play_timeline", [])
 
     def __repr__(self):
         return "Run(rc=%s)\n%s" % (self.rc, self.output[-int(os.environ.get("GENTLE_LB_RUN_TAIL", 6000)):])

@@ -11,15 +11,11 @@ from conftest import FILES, ROLLBACK_TASKS, admin_states, assert_no_failures, ch
 BROKEN = {"lab_versions": {"web2": "v2-broken"}, "lab_start_timeout": 2}
 
 
-def pids(lab):
-    return {n.name: open(n.pidfile).read().strip() for n in lab.nodes if os.path.exists(n.pidfile)}
-
-
 def test_deploy_fails_on_second_node_left_drained_then_rerun_resumes(lab):
-    before = pids(lab)
+    before = lab.pids()
     lab.start_load()
     run = playbook(lab, extra_vars=dict(BROKEN))
-    states, versions, after = admin_states(lab), lab.versions(), pids(lab)
+    states, versions, after = admin_states(lab), lab.versions(), lab.pids()
 
     assert run.rc != 0, run
     assert "rolling_deploy: web2 failed at step deploy (see rolling_deploy_tasks_file" in run.output, run

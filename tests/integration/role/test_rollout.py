@@ -70,11 +70,13 @@ def test_check_mode_changes_nothing_and_reports_the_floor(make_lab):
     waits are skipped), nothing changes; a capacity refusal shows up as it
     would in the real run."""
     lab = make_lab(instances=2)
-    run = playbook(lab, args=("--check", "--diff", "-v"))
+    # An approval point is said, not taken: the whole plan shows.
+    run = playbook(lab, extra_vars={"rolling_deploy_approval_after": "1"}, args=("--check", "--diff", "-v"))
     assert run.rc == 0, run
     assert admin_states(lab) == {"web1": "READY", "web2": "READY"}
     assert lab.versions() == {"web1": "v1", "web2": "v1"}
     assert "would be drained (check mode)" in run.output, run
+    assert "a real run stops after batch 1 for an approval" in run.output, run
     phases = check_timeline(run, {"web1": 1, "web2": 2})
     assert all(p["check_mode"] and p["result"] == "ok" for mine in phases.values() for p in mine), phases
 

@@ -196,6 +196,50 @@ def test_serial_refuses_what_is_not_a_batch_size(given):
         planner.rolling_deploy_serial(given)
 
 
+# --- approval points and the resume after one
+
+@pytest.mark.parametrize("given, expected", [
+    ([], []), ("", []), (None, []), (1, [1]), ("1", [1]), ("1,3", [1, 3]), ("3 1 3", [1, 3]),
+    ([2, "1"], [1, 2]), ("[1, 3]", [1, 3]), ("['2']", [2]),
+])
+def test_approval_points_take_every_form(given, expected):
+    assert planner.rolling_deploy_approval_points(given) == expected
+
+
+@pytest.mark.parametrize("given", [0, "0", -1, "first", [1, "x"], True, "1.5", "[1,"])
+def test_approval_points_refuse_what_is_not_a_batch_number(given):
+    with pytest.raises(planner.AnsibleFilterError, match="rolling_deploy_approval_after"):
+        planner.rolling_deploy_approval_points(given)
+
+
+HOSTS = ["web1", "web2", "web3"]
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({}, {"after_batch": 0, "done": []}),
+    ("", {"after_batch": 0, "done": []}),
+    ({"after_batch": 1, "done": ["web1"]}, {"after_batch": 1, "done": ["web1"]}),
+    ({"after_batch": "2", "done": ["web1", "web2"]}, {"after_batch": 2, "done": ["web1", "web2"]}),
+    ('{"after_batch": 1, "done": ["web1"]}', {"after_batch": 1, "done": ["web1"]}),  # a plain -e
+])
+def test_resume_state_reads_the_artifact(given, expected):
+    assert planner.rolling_deploy_resume_state(given, HOSTS) == expected
+
+
+def test_resume_state_refuses_hosts_this_play_does_not_roll():
+    with pytest.raises(planner.AnsibleFilterError, match="names web9, which this play does not roll"):
+        planner.rolling_deploy_resume_state({"after_batch": 1, "done": ["web1", "web9"]}, HOSTS)
+
+
+@pytest.mark.parametrize("given", [
+    {"after_batch": "one", "done": []}, {"after_batch": 1, "done": "web1"}, {"batch": 1}, ["web1"], "{nope",
+    {"after_batch": True, "done": []},
+])
+def test_resume_state_refuses_other_shapes(given):
+    with pytest.raises(planner.AnsibleFilterError, match="rolling_deploy_resume"):
+        planner.rolling_deploy_resume_state(given, HOSTS)
+
+
 # --- rolling_deploy_timeline: every phase of a host, from real clock marks
 
 T0 = 1764750000.0       # 2025-12-03T08:20:00Z
