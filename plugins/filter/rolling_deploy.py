@@ -29,8 +29,10 @@ __metaclass__ = type
 
 import copy
 import datetime
+import html
 import json
 import math
+import re
 
 from ansible.errors import AnsibleFilterError
 
@@ -1272,6 +1274,351 @@ def rolling_deploy_timeline_analysis(timeline, analysis):
     return timeline
 
 
+# --------------------------------------------------------------------------
+# The report: the play's timeline as one self-contained HTML page
+# --------------------------------------------------------------------------
+
+# Every phase the timeline knows, in the order a host goes through them, with
+# its colour and the legend's words.  A phase not listed (a newer role) is
+# drawn grey with its own name.
+REPORT_PHASES = (
+    ("before_drain", "#9e9e9e", "before_drain hook"),
+    ("drain", "#f39c12", "drain"),
+    ("wait", "#f7c66b", "wait for sessions"),
+    ("deploy", "#3b7dd8", "deploy"),
+    ("health", "#17a2b8", "health gate"),
+    ("restore", "#2e9e4f", "restore"),
+    ("restore_wait", "#8fd19e", "wait until usable"),
+    ("soak", "#8e6cc4", "soak / analysis"),
+    ("after_restore", "#9e9e9e", "after_restore hook"),
+    ("failure_restore", "#d46a9f", "failure restore"),
+    ("rollback_drain", "#c0661a", "rollback: drain"),
+    ("rollback", "#7a4b2a", "rollback tasks"),
+    ("rollback_health", "#4f7f86", "rollback: health"),
+    ("rollback_restore", "#5b8a3c", "rollback: restore"),
+)
+REPORT_COLOURS = dict((name, colour) for name, colour, _words in REPORT_PHASES)
+REPORT_WORDS = dict((name, words) for name, _colour, words in REPORT_PHASES)
+# The analysis gate's counters beside a lane: (key of its node counters, heading).
+REPORT_COUNTERS = (("requests", "requests"), ("responses_5xx", "5xx"), ("errors", "errors"),
+                   ("error_rate", "error rate"), ("response_time_ms", "resp. ms"))
+# A bar gets its name written inside from this share of the axis on.
+REPORT_LABEL_SHARE = 7.0
+REPORT_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
+REPORT_CSS = """
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 1.5em; }
+h1 { font-size: 1.4em; margin: 0 0 .2em; }
+h2 { font-size: 1em; margin: .8em 0 .2em; color: #555; }
+.summary { color: #444; margin: 0 0 .8em; }
+.badge { display: inline-block; padding: 0 .5em; border-radius: 3px; background: #eee; margin-right: .4em; }
+.badge.failed, .result.failed { background: #c62828; color: #fff; }
+.badge.check-mode { background: #fff3cd; }
+.legend { display: flex; flex-wrap: wrap; gap: .3em 1em; margin: 0 0 1em; font-size: .9em; }
+.legend .swatch { display: inline-block; width: 1.4em; height: .9em; vertical-align: middle; margin-right: .3em;
+                  border-radius: 2px; }
+.lane, .axis-row { display: grid; grid-template-columns: 13em 1fr 22em; column-gap: 1em; align-items: center; }
+.lane { border-top: 1px solid #e4e4e4; padding: .35em 0; }
+.lane.failed { background: #fdecea; }
+.label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.node { font-weight: 600; }
+.result { font-size: .8em; padding: 0 .4em; border-radius: 3px; background: #e0e0e0; margin-left: .3em; }
+.result.done { background: #2e9e4f; color: #fff; }
+.meta { display: block; font-size: .8em; color: #666; }
+.track, .axis { position: relative; height: 1.8em; }
+.track { background: #f6f6f6; border-radius: 3px; }
+.axis { height: 1.4em; border-bottom: 1px solid #999; font-size: .75em; color: #555; }
+.tick { position: absolute; bottom: 0; border-left: 1px solid #999; height: .5em; }
+.tick span { position: absolute; bottom: .6em; left: -1.5em; width: 3em; text-align: center; }
+.bar { position: absolute; top: .2em; bottom: .2em; min-width: 2px; border-radius: 2px; overflow: hidden;
+       color: #fff; font-size: .75em; line-height: 1.9em; white-space: nowrap; text-indent: .3em;
+       box-sizing: border-box; }
+.bar.failed { outline: 2px solid #b71c1c; outline-offset: 1px;
+              background-image: repeating-linear-gradient(45deg, rgba(183, 28, 28, .55) 0 4px, transparent 4px 8px); }
+.marker { position: absolute; top: -.15em; margin-left: -.5em; color: #b71c1c; font-weight: 700; font-size: 1.2em; }
+.failure { grid-column: 2 / 4; margin: .3em 0 0; color: #8e1b1b; }
+.failure .why { font-weight: 600; }
+.counters { font-size: .85em; }
+.counters dl { display: inline-grid; grid-auto-flow: column; grid-template-rows: auto auto; gap: 0 .8em; margin: 0;
+               vertical-align: middle; }
+.counters dt { color: #666; font-size: .85em; }
+.counters dd { margin: 0; font-variant-numeric: tabular-nums; }
+.counters dd.bad { color: #c62828; font-weight: 700; }
+.verdict { display: inline-block; padding: 0 .4em; border-radius: 3px; margin-right: .6em; background: #e0e0e0; }
+.verdict-pass { background: #2e9e4f; color: #fff; }
+.verdict-fail { background: #c62828; color: #fff; }
+.counters .reasons { display: block; color: #666; font-size: .9em; white-space: normal; }
+.none { color: #aaa; }
+"""
+
+
+def _esc(value):
+    """Text from the timeline, safe in an element and in a quoted attribute."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _css_name(value):
+    """A phase or result as a class name: the timeline's words, nothing else."""
+    return re.sub(r"[^a-z0-9_-]+", "-", str(value).lower()).strip("-") or "unknown"
+
+
+def _seconds(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _report_step(span):
+    """A round tick step for an axis of ``span`` seconds: at most about ten ticks."""
+    for step in REPORT_STEPS:
+        if span / step <= 10:
+            return step
+    return float(math.ceil(span / 10.0 / 3600.0) * 3600)
+
+
+def _report_offset(seconds):
+    """+12 s, +2 min 30 s, +1 h 5 min: a time on the axis, from the rollout's start."""
+    seconds = round(seconds, 1)
+    if seconds < 60:
+        return "+%g s" % seconds
+    minutes, rest = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return "+%d min" % minutes + (" %d s" % rest if rest else "")
+    hours, minutes = divmod(minutes, 60)
+    return "+%d h" % hours + (" %d min" % minutes if minutes else "")
+
+
+def _clock(stamp):
+    """HH:MM:SS.mmm UTC, for a bar's tooltip."""
+    return _iso(stamp)[11:23]
+
+
+class _Axis(object):
+    """The common time axis: epoch seconds -> percent of the track's width."""
+
+    def __init__(self, entries):
+        starts = [_seconds(e.get("started")) for e in entries]
+        ends = [_seconds(e.get("ended")) for e in entries]
+        starts = [s for s in starts if s is not None]
+        ends = [s for s in ends if s is not None]
+        self.start = min(starts) if starts else 0.0
+        self.end = max(ends + starts) if starts else 0.0
+        # An instant rollout (a check-mode run of one node) still gets a visible axis.
+        self.span = max(self.end - self.start, 1.0)
+
+    def percent(self, stamp):
+        return max(0.0, min(100.0, (float(stamp) - self.start) * 100.0 / self.span))
+
+    def ticks(self):
+        step = _report_step(self.span)
+        count = int(self.span // step)
+        return [step * n for n in range(count + 1)]
+
+
+def _report_hosts(timeline, timings):
+    """The lanes: [(host, its entries in start order)], by batch, then by
+    first start; the hosts of ``timings`` without entries last (not run,
+    skipped), in the play's order."""
+    by_host = {}
+    for entry in timeline:
+        by_host.setdefault(str(entry.get("host")), []).append(entry)
+    for entries in by_host.values():
+        entries.sort(key=lambda e: (_seconds(e.get("started")) or 0, _seconds(e.get("ended")) or 0))
+    ran = sorted(by_host, key=lambda h: (_batch(by_host[h]), _seconds(by_host[h][0].get("started")) or 0, h))
+    idle = [str(h) for h in timings if str(h) not in by_host]
+    return [(host, by_host[host]) for host in ran] + [(host, []) for host in idle]
+
+
+def _batch(entries):
+    try:
+        return int(entries[0].get("batch") or 0)
+    except (TypeError, ValueError, IndexError):
+        return 0
+
+
+def _lane_result(entries, timing):
+    """done, failed, skipped or not run: the host's timings say it; without
+    them, whether a phase failed."""
+    result = (timing or {}).get("result")
+    if result:
+        return str(result)
+    if not entries:
+        return "not run"
+    return "failed" if any(e.get("result") == "failed" for e in entries) else "done"
+
+
+def _bar_html(host, entry, axis):
+    phase = str(entry.get("phase"))
+    started, ended = _seconds(entry.get("started")), _seconds(entry.get("ended"))
+    if started is None or ended is None:
+        return ""
+    left = axis.percent(started)
+    width = max(axis.percent(ended) - left, 0.0)
+    failed = entry.get("result") == "failed"
+    words = REPORT_WORDS.get(phase, phase)
+    tip = "%s: %s - %s UTC, %.3f s, %s" % (
+        words, _clock(started), _clock(ended), max(ended - started, 0.0), entry.get("result") or "ok")
+    if failed and entry.get("msg"):
+        tip += " - " + str(entry["msg"])
+    for binding in entry.get("bindings") or []:
+        if isinstance(binding, dict):
+            tip += "\n%s: %s" % (binding.get("label"), binding.get("result"))
+    return ('<div class="bar phase-%s%s" data-node="%s" data-phase="%s" data-result="%s" data-seconds="%.3f" '
+            'style="left:%.3f%%;width:%.3f%%;background-color:%s" title="%s">%s</div>'
+            % (_css_name(phase), " failed" if failed else "", _esc(host), _esc(phase), _esc(entry.get("result")),
+               max(ended - started, 0.0), left, width, REPORT_COLOURS.get(phase, "#9e9e9e"), _esc(tip),
+               _esc(phase) if width >= REPORT_LABEL_SHARE else ""))
+
+
+def _marker_html(host, entry, axis):
+    """A cross at the end of a failed phase, where the failure happened."""
+    ended = _seconds(entry.get("ended"))
+    if ended is None:
+        return ""
+    return ('<span class="marker" data-node="%s" data-phase="%s" style="left:%.3f%%" title="%s">&#x2716;</span>'
+            % (_esc(host), _esc(entry.get("phase")), axis.percent(ended), _esc(entry.get("msg") or "failed")))
+
+
+def _failure_html(host, entry):
+    """The reason, in words, under the lane."""
+    step = entry.get("step") or entry.get("phase")
+    error_type = entry.get("error_type")
+    return ('<p class="failure" data-node="%s" data-phase="%s" data-step="%s" data-error-type="%s">'
+            '<span class="why">&#x2716; %s failed at step %s%s:</span> <span class="msg">%s</span></p>'
+            % (_esc(host), _esc(entry.get("phase")), _esc(step), _esc(error_type), _esc(entry.get("phase")),
+               _esc(step), (" (%s)" % _esc(error_type)) if error_type else "", _esc(entry.get("msg") or "")))
+
+
+def _counter_text(key, value):
+    if value is None:
+        return "-"
+    if key == "error_rate":
+        return "%.2f%%" % (float(value) * 100)
+    if key == "response_time_ms":
+        return "%g" % float(value)
+    return str(value)
+
+
+def _counters_html(host, entries):
+    """The analysis gate's verdict and the node's counters over the soak,
+    beside the lane; an empty cell when the gate did not judge the node."""
+    analyses = [e["analysis"] for e in entries if isinstance(e.get("analysis"), dict)]
+    if not analyses:
+        return '<div class="counters none" data-node="%s">-</div>' % _esc(host)
+    analysis = analyses[-1]
+    verdict = str(analysis.get("verdict") or "no_data")
+    reasons = [str(r) for r in analysis.get("reasons") or []]
+    node = analysis.get("node") if isinstance(analysis.get("node"), dict) else {}
+    cells = []
+    for key, heading in REPORT_COUNTERS:
+        value = node.get(key)
+        bad = key in ("responses_5xx", "errors") and verdict == "fail" and bool(value)
+        cells.append('<dt>%s</dt><dd data-counter="%s"%s>%s</dd>'
+                     % (_esc(heading), _esc(key), ' class="bad"' if bad else "", _esc(_counter_text(key, value))))
+    # A failed verdict's reasons are in the failure line already; no_data's say why there is none.
+    why = ('<span class="reasons">%s</span>' % _esc("; ".join(reasons))) if reasons and verdict != "fail" else ""
+    return ('<div class="counters" data-node="%s" data-verdict="%s" title="%s"><span class="verdict verdict-%s">%s'
+            '</span><dl>%s</dl>%s</div>'
+            % (_esc(host), _esc(verdict), _esc("; ".join(reasons) or verdict), _css_name(verdict), _esc(verdict),
+               "".join(cells) if node else "", why))
+
+
+def _lane_html(host, entries, timing, axis):
+    result = _lane_result(entries, timing)
+    batch = _batch(entries)
+    rounds = sorted(set(int(e.get("round") or 1) for e in entries))
+    failed = [e for e in entries if e.get("result") == "failed"]
+    meta = []
+    if batch:
+        meta.append("batch %d" % batch)
+    if rounds and rounds != [1]:
+        meta.append("round %s" % ", ".join(str(r) for r in rounds))
+    if entries:
+        meta.append("%.1f s" % (max(_seconds(e.get("ended")) or 0 for e in entries)
+                                - min(_seconds(e.get("started")) or 0 for e in entries)))
+    parts = ['<div class="lane %s%s" data-node="%s" data-batch="%s" data-result="%s">'
+             % (_css_name(result), " failed" if failed and result != "failed" else "", _esc(host),
+                batch or "", _esc(result)),
+             '<div class="label" title="%s"><span class="node">%s</span><span class="result %s">%s</span>'
+             '<span class="meta">%s</span></div>' % (_esc(host), _esc(host), _css_name(result), _esc(result),
+                                                     _esc(" \u00b7 ".join(meta))),
+             '<div class="track">']
+    parts.extend(_bar_html(host, e, axis) for e in entries)
+    parts.extend(_marker_html(host, e, axis) for e in failed)
+    parts.append("</div>")
+    parts.append(_counters_html(host, entries))
+    parts.extend(_failure_html(host, e) for e in failed)
+    if not entries and (timing or {}).get("msg"):
+        parts.append('<p class="failure not-run" data-node="%s"><span class="msg">%s</span></p>'
+                     % (_esc(host), _esc(timing["msg"])))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _axis_html(axis):
+    ticks = "".join('<div class="tick" style="left:%.3f%%"><span>%s</span></div>'
+                    % (offset * 100.0 / axis.span, _esc(_report_offset(offset))) for offset in axis.ticks())
+    return ('<div class="axis-row"><div class="label meta">UTC %s</div><div class="axis">%s</div>'
+            '<div class="counters meta">analysis gate (over the soak)</div></div>'
+            % (_esc(_iso(axis.start)[:19].replace("T", " ")), ticks))
+
+
+def _legend_html(entries):
+    seen = set(str(e.get("phase")) for e in entries)
+    known = [name for name, _colour, _words in REPORT_PHASES if name in seen]
+    known += sorted(seen - set(known))
+    items = "".join('<span class="key" data-phase="%s"><span class="swatch" style="background:%s"></span>%s</span>'
+                    % (_esc(name), REPORT_COLOURS.get(name, "#9e9e9e"), _esc(REPORT_WORDS.get(name, name)))
+                    for name in known)
+    return ('<div class="legend">%s<span class="key"><span class="marker-key">&#x2716;</span> failed</span></div>'
+            % items)
+
+
+def rolling_deploy_report_html(timeline, timings=None, title=None):
+    """The play's timeline (rolling_deploy_play_timeline) as one HTML page:
+    a lane per host with its phases as bars on a common time axis, the
+    failures marked with their reasons, the batch numbers, and the analysis
+    gate's verdict and counters beside each lane it judged.  ``timings``
+    ({host: rolling_deploy_timings}) adds the hosts without a phase (not run,
+    skipped) and each host's result.  Self-contained: inline CSS, no script,
+    no external URL; every text from the timeline is escaped."""
+    timeline = [e for e in (timeline or []) if isinstance(e, dict)]
+    timings = dict(timings or {})
+    title = str(title or "gentle.lb rolling deploy")
+    axis = _Axis(timeline)
+    lanes = _report_hosts(timeline, timings)
+    results = [_lane_result(entries, timings.get(host)) for host, entries in lanes]
+    badges = ['<span class="badge">%d host(s)</span>' % len(lanes)]
+    failed = results.count("failed")
+    if failed:
+        badges.append('<span class="badge failed">%d failed</span>' % failed)
+    if any(e.get("check_mode") for e in timeline):
+        badges.append('<span class="badge check-mode">check mode: nothing was changed</span>')
+    when = "no phase recorded"
+    if timeline:
+        when = "%s - %s UTC, %.1f s" % (_iso(axis.start)[:19].replace("T", " "), _iso(axis.end)[11:19],
+                                        axis.end - axis.start)
+    body = ['<header><h1>%s</h1><p class="summary">%s %s</p></header>' % (_esc(title), " ".join(badges), _esc(when)),
+            _legend_html(timeline), '<div class="chart">', _axis_html(axis)]
+    section = opened = None
+    for host, entries in lanes:
+        batch = _batch(entries) if entries else None
+        if not opened or batch != section:
+            if opened:
+                body.append("</section>")
+            opened = True
+            body.append('<section class="batch" data-batch="%s"><h2>%s</h2>'
+                        % (batch or "", ("Batch %d" % batch) if batch else "Not run or skipped"))
+            section = batch
+        body.append(_lane_html(host, entries, timings.get(host), axis))
+    if opened:
+        body.append("</section>")
+    body.append("</div>")
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>%s</title>'
+            '<meta name="generator" content="gentle.lb.rolling_deploy_report_html"><style>%s</style></head>\n'
+            '<body>%s</body></html>\n' % (_esc(title), REPORT_CSS, "\n".join(body)))
+
+
 class FilterModule(object):
     def filters(self):
         return dict(
@@ -1298,4 +1645,5 @@ class FilterModule(object):
             rolling_deploy_analysis_verdict=rolling_deploy_analysis_verdict,
             rolling_deploy_warn=rolling_deploy_warn,
             rolling_deploy_timeline_analysis=rolling_deploy_timeline_analysis,
+            rolling_deploy_report_html=rolling_deploy_report_html,
         )
