@@ -11,6 +11,7 @@ Both talk to real load balancers started by the tests.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,3 +128,20 @@ def run_playbook(playbook, extra_vars=None, env=None, timeout=600, inventory="lo
     cmd += list(args)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=ansible_env(env), cwd=REPO, check=False)
+
+
+# Headless Chromium as a reader's browser, and nothing more: no sandbox (tests
+# may run as root), no GPU, no network of its own, a throwaway profile.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def chromium_dump_dom(url, profile, args=(), timeout=120):
+    """The page's DOM after Debian's headless Chromium loaded it (--dump-dom),
+    as text: what the browser made of the page, its scripts run."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium package is missing (make setup installs it)"
+    proc = subprocess.run([chromium] + CHROMIUM_FLAGS + ["--user-data-dir=%s" % profile] + list(args)
+                          + ["--dump-dom", url], capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0 and "<html" in proc.stdout, proc.stderr[-2000:]
+    return proc.stdout

@@ -6,7 +6,6 @@ guide's, and those pages exist."""
 
 import glob
 import os
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -15,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from helpers import REPO, VENV_BIN  # noqa: E402
+from helpers import REPO, VENV_BIN, chromium_dump_dom  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import docsite  # noqa: E402
@@ -47,16 +46,9 @@ class Links(HTMLParser):
 
 
 def chromium_dom(url, profile):
-    """The page's DOM after Chromium loaded it (--dump-dom)."""
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium package is missing (make setup installs it)"
-    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
-                           "--user-data-dir=%s" % profile, "--dump-dom", url],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0 and "<html" in proc.stdout, proc.stderr[-2000:]
+    """The links and title of the page's DOM after Chromium loaded it."""
     parser = Links()
-    parser.feed(proc.stdout)
+    parser.feed(chromium_dump_dom(url, profile))
     return parser
 
 
