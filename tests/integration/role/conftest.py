@@ -13,6 +13,7 @@ collection shows a test needs them, so they run while the HAProxy tests run
 tests then wait for them (``background`` fixture).
 """
 
+import html
 import json
 import os
 import re
@@ -29,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from helpers import ansible_env, run_playbook  # noqa: E402
+from helpers import ansible_env, chromium_dump_dom, run_playbook  # noqa: E402
 from lab.rolling_lab import RollingLab  # noqa: E402
 
 PLAYBOOK = os.path.join(REPO, "playbooks", "rolling_deploy.yml")
@@ -144,6 +145,28 @@ def check_timeline(run, batches, rounds=None, bindings=1):
         assert max(e["ended"] for e in entries if e["batch"] == number - 1) <= \
             min(e["started"] for e in entries if e["batch"] == number), number
     return by_host
+
+
+def render_report(path, workdir):
+    """What headless Chromium shows of the rolling_deploy_report at ``path``:
+    files/report_probe.js, run in a copy of it after layout, reads every lane
+    with its bars, markers, failure lines and counters (screen boxes,
+    computed colours, visible text).  Returns (seconds Chromium took, probe)."""
+    with open(path) as handle:
+        page = handle.read()
+    assert "<script" not in page, "the report has a script of its own"
+    with open(os.path.join(FILES, "report_probe.js")) as handle:
+        probe = handle.read()
+    copy = os.path.join(str(workdir), "probed.html")
+    with open(copy, "w") as handle:
+        handle.write(page.replace("</body>", "<script>%s</script></body>" % probe))
+    started = time.monotonic()
+    dom = chromium_dump_dom("file://" + copy, os.path.join(str(workdir), "chromium-profile"),
+                            args=["--window-size=1400,900"])
+    elapsed = time.monotonic() - started
+    found = re.search(r'<pre id="report-probe">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    return elapsed, json.loads(html.unescape(found.group(1)))
 
 
 def admin_states(lab):
