@@ -18,6 +18,9 @@ ENDPOINTS = {
     "POST /_emulator/members": "select {pool, member, address, port}; set {connections, sessions, health, "
                                "drain_rate, persistent}",
     "POST /_emulator/pools": "{pool, monitor}: set or clear (null) a pool's monitor",
+    "POST /_emulator/traffic": "{pool, connections, requests_per_connection?: 1, request_bytes?: 0, "
+                               "response_bytes?: 0}: send new client connections through the pool's load "
+                               "balancing; the members' totals count them",
     "GET /_emulator/requests": "request counts per method and path, and the log (?entries=0 omits it)",
     "DELETE /_emulator/requests": "clear the request log",
     "GET /_emulator/tokens": "issued tokens",
@@ -70,6 +73,13 @@ def _selected(state, spec):
     return found
 
 
+def _pool(state, body):
+    pool = state.pools.get(body.get("pool", "")) or state.pools.get("/Common/%s" % body.get("pool", ""))
+    if pool is None:
+        raise ControlError(404, "no pool %r" % body.get("pool"))
+    return pool
+
+
 def _handle(state, route, query, body):
     if route == "GET /_emulator":
         return {"endpoints": ENDPOINTS}
@@ -96,10 +106,14 @@ def _handle(state, route, query, body):
         for _, member in found:
             state.set_runtime(member, **runtime)
         return {"members": [state.describe_member(p, m) for p, m in found]}
+    if route == "POST /_emulator/traffic":
+        counts = dict((k, int(body.get(k, default))) for k, default in (
+            ("connections", 0), ("requests_per_connection", 1), ("request_bytes", 0), ("response_bytes", 0)))
+        if min(counts.values()) < 0:
+            raise ControlError(400, "connections, requests_per_connection and the byte counts must be >= 0")
+        return state.send_traffic(_pool(state, body), **counts)
     if route == "POST /_emulator/pools":
-        pool = state.pools.get(body.get("pool", "")) or state.pools.get("/Common/%s" % body.get("pool", ""))
-        if pool is None:
-            raise ControlError(404, "no pool %r" % body.get("pool"))
+        pool = _pool(state, body)
         if "monitor" in body:
             state.update_pool(pool, {"monitor": body["monitor"] or ""})
         return {"fullPath": pool.fullpath, "monitor": pool.monitor}

@@ -216,6 +216,12 @@ class F5Emulator:
         return self.control("POST", "members", dict({k: v for k, v in selector.items() if v is not None},
                                                     **runtime))["members"]
 
+    def send_traffic(self, pool, connections, requests_per_connection=1, request_bytes=0, response_bytes=0):
+        """New client connections through the pool's load balancing (see State.send_traffic)."""
+        return self.control("POST", "traffic", {"pool": pool, "connections": connections,
+                                                "requests_per_connection": requests_per_connection,
+                                                "request_bytes": request_bytes, "response_bytes": response_bytes})
+
     def set_pool_monitor(self, pool, monitor):
         return self.control("POST", "pools", {"pool": pool, "monitor": monitor})
 

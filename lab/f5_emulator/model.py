@@ -65,6 +65,9 @@ class Traffic:
     drain_sessions: float = 0.0
     max_conns: int = 0
     tot_conns: int = 0
+    tot_requests: int = 0        # requests the member was sent (POST /_emulator/traffic)
+    bits_in: int = 0             # server side: bits the member sent the device (its responses)
+    bits_out: int = 0            # server side: bits the device sent the member (the requests)
     persistent: bool = False     # its clients hold persistence records (see keeps_persistent_clients)
 
     @property
@@ -85,6 +88,16 @@ class Traffic:
                 self.drain_conns = float(connections)
             if sessions is not None:
                 self.drain_sessions = float(sessions)
+
+    def serve(self, now, rate, requests, request_bytes, response_bytes):
+        """Count one short connection the device opened to the member, the
+        ``requests`` it carried and their bytes; it closed again, so only the
+        totals (and the peak) keep it."""
+        self.tot_conns += 1
+        self.max_conns = max(self.max_conns, self.current(now, rate)[0] + 1)
+        self.tot_requests += requests
+        self.bits_out += 8 * requests * request_bytes
+        self.bits_in += 8 * requests * response_bytes
 
     def start_drain(self, now):
         self.drain_start = now
@@ -165,6 +178,7 @@ class Pool:
     min_active_members: int = 0
     generation: int = 1
     members: dict = field(default_factory=dict)   # member fullpath -> Member
+    lb_credit: dict = field(default_factory=dict)  # member fullpath -> smooth round-robin credit (see pick)
 
     @property
     def partition(self):
@@ -274,6 +288,32 @@ def takes_new_connections(pool, member):
     if member_monitor(pool, member) and member.health == "down":
         return False
     return True
+
+
+def lb_weight(pool, member):
+    """A member's weight in the pool's load balancing: its ratio in the
+    ``ratio-*`` modes, else 1 (round robin and the rest spread evenly)."""
+    if (pool.load_balancing_mode or "").startswith("ratio"):
+        return max(1, int(member.ratio or 1))
+    return 1
+
+
+def pick(pool, members):
+    """The member the next new connection goes to: smooth weighted round
+    robin over ``members`` (the ones taking new connections), deterministic,
+    so each gets its weight's share of any run of connections."""
+    total = 0
+    best = None
+    for member in members:
+        weight = lb_weight(pool, member)
+        total += weight
+        credit = pool.lb_credit.get(member.fullpath, 0) + weight
+        pool.lb_credit[member.fullpath] = credit
+        if best is None or credit > pool.lb_credit[best.fullpath]:
+            best = member
+    if best is not None:
+        pool.lb_credit[best.fullpath] -= total
+    return best
 
 
 def keeps_persistent_clients(pool, member):

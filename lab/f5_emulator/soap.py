@@ -277,12 +277,13 @@ def _member_statistics(state, pool, found):
     entries = []
     for m in found:
         conns, sessions = state.current_load(m)
-        values = {"STATISTIC_SERVER_SIDE_BYTES_IN": 0, "STATISTIC_SERVER_SIDE_BYTES_OUT": 0,
+        values = {"STATISTIC_SERVER_SIDE_BYTES_IN": m.traffic.bits_in // 8,
+                  "STATISTIC_SERVER_SIDE_BYTES_OUT": m.traffic.bits_out // 8,
                   "STATISTIC_SERVER_SIDE_PACKETS_IN": 0, "STATISTIC_SERVER_SIDE_PACKETS_OUT": 0,
                   "STATISTIC_SERVER_SIDE_CURRENT_CONNECTIONS": conns,
                   "STATISTIC_SERVER_SIDE_MAXIMUM_CONNECTIONS": m.traffic.max_conns,
                   "STATISTIC_SERVER_SIDE_TOTAL_CONNECTIONS": m.traffic.tot_conns,
-                  "STATISTIC_TOTAL_REQUESTS": 0, "STATISTIC_CURRENT_SESSIONS": sessions}
+                  "STATISTIC_TOTAL_REQUESTS": m.traffic.tot_requests, "STATISTIC_CURRENT_SESSIONS": sessions}
         entries.append({"member": {"address": m.node.fullpath, "port": m.port},
                         "statistics": [{"type": t, "value": _u64(v), "time_stamp": 0} for t, v in values.items()]})
     now = time.gmtime(state.now())

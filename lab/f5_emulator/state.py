@@ -13,8 +13,8 @@ from . import errors
 from .auth import TokenStore
 from .clock import Clock
 from .ha import Device
-from .model import HEALTH_VALUES, Member, Node, Pool, keeps_persistent_clients, member_status, read_session, \
-    read_state, takes_new_connections
+from .model import HEALTH_VALUES, Member, Node, Pool, keeps_persistent_clients, member_status, pick, \
+    read_session, read_state, takes_new_connections
 from .names import DEFAULT_PARTITION, is_ip_address, join_fullpath, split_fullpath, \
     split_member_name, split_route_domain, with_route_domain
 from .requestlog import Faults, RequestLog
@@ -321,6 +321,28 @@ class State:
     def current_load(self, member):
         return member.traffic.current(self.now(), self.drain_rate)
 
+    def send_traffic(self, pool, connections, requests_per_connection=1, request_bytes=0, response_bytes=0):
+        """Send ``connections`` new client connections to ``pool`` as its
+        virtual server would: each goes to the next member that takes new
+        connections (load balancing by ``pick``) and carries
+        ``requests_per_connection`` requests. The members' totals count
+        exactly what they were sent. With no member taking connections the
+        device has nowhere to send them: they are refused, counted on none.
+        Returns {member full path: connections it got} and ``refused``."""
+        now = self.now()
+        sent = {}
+        refused = 0
+        for _ in range(int(connections)):
+            open_ = [m for m in pool.members.values() if takes_new_connections(pool, m)]
+            member = pick(pool, open_)
+            if member is None:
+                refused += 1
+                continue
+            member.traffic.serve(now, self.drain_rate, int(requests_per_connection), int(request_bytes),
+                                 int(response_bytes))
+            sent[member.fullpath] = sent.get(member.fullpath, 0) + 1
+        return {"members": sent, "refused": refused}
+
     # --- transactions need all-or-nothing ------------------------------------
 
     def snapshot(self):
@@ -419,6 +441,7 @@ class State:
             "health": member.health, "availability": status.availability, "enabled": status.enabled,
             "connections": conns, "sessions": sessions,
             "loadConnections": member.traffic.connections, "loadSessions": member.traffic.sessions,
+            "totalConnections": member.traffic.tot_conns, "totalRequests": member.traffic.tot_requests,
             "draining": member.traffic.draining, "persistent": member.traffic.persistent,
             "drainRate": member.traffic.rate if member.traffic.rate is not None else self.drain_rate,
         }

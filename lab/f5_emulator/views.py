@@ -121,7 +121,8 @@ def member_stat_entries(state, pool, member):
         "nodeName": {"description": member.node.fullpath},
         "poolName": {"description": pool.fullpath},
         "port": {"value": member.port},
-        "serverside.bitsIn": {"value": 0}, "serverside.bitsOut": {"value": 0},
+        "serverside.bitsIn": {"value": member.traffic.bits_in},
+        "serverside.bitsOut": {"value": member.traffic.bits_out},
         "serverside.curConns": {"value": conns},
         "serverside.maxConns": {"value": member.traffic.max_conns},
         "serverside.pktsIn": {"value": 0}, "serverside.pktsOut": {"value": 0},
@@ -130,7 +131,7 @@ def member_stat_entries(state, pool, member):
         "status.availabilityState": {"description": status.availability},
         "status.enabledState": {"description": status.enabled},
         "status.statusReason": {"description": status.reason},
-        "totRequests": {"value": 0},
+        "totRequests": {"value": member.traffic.tot_requests},
     })
     return entries
 
@@ -168,7 +169,8 @@ def node_stats_json(state, links, node):
     entries = {
         "addr": {"description": node.address}, "curSessions": {"value": sessions},
         "monitorRule": {"description": "none"}, "monitorStatus": {"description": mstat},
-        "serverside.bitsIn": {"value": 0}, "serverside.bitsOut": {"value": 0},
+        "serverside.bitsIn": {"value": sum(m.traffic.bits_in for _, m in members)},
+        "serverside.bitsOut": {"value": sum(m.traffic.bits_out for _, m in members)},
         "serverside.curConns": {"value": conns},
         "serverside.maxConns": {"value": sum(m.traffic.max_conns for _, m in members)},
         "serverside.pktsIn": {"value": 0}, "serverside.pktsOut": {"value": 0},
@@ -177,7 +179,8 @@ def node_stats_json(state, links, node):
         "status.availabilityState": {"description": avail},
         "status.enabledState": {"description": enabled},
         "status.statusReason": {"description": reason},
-        "tmName": {"description": node.fullpath}, "totRequests": {"value": 0},
+        "tmName": {"description": node.fullpath},
+        "totRequests": {"value": sum(m.traffic.tot_requests for _, m in members)},
     }
     return {"kind": "tm:ltm:node:nodestats", "generation": node.generation, "selfLink": links.link(path),
             "entries": {links.bare(path): {"nestedStats": {"entries": entries}}}}

@@ -460,6 +460,47 @@ def test_availability(emu, api, monitor, health, state, availability, monitor_st
     assert entries["monitorStatus"]["description"] == monitor_status
 
 
+def totals(api, pool="web"):
+    """{member name: (totConns, totRequests, bitsIn, bitsOut)} from the pool's stats."""
+    out = {}
+    for value in api.json("GET", "/mgmt/tm/ltm/pool/~Common~%s/members/stats" % pool)["entries"].values():
+        e = value["nestedStats"]["entries"]
+        name = "%s:%s" % (e["addr"]["description"], e["port"]["value"])
+        out[name] = tuple(e[k]["value"] for k in ("serverside.totConns", "totRequests", "serverside.bitsIn",
+                                                  "serverside.bitsOut"))
+    return out
+
+
+def test_traffic_is_spread_by_the_pools_load_balancing_and_counted(emu, api):
+    before = totals(api)
+    sent = emu.send_traffic("web", 10, requests_per_connection=3, request_bytes=100, response_bytes=1000)
+    assert sent == {"members": {"/Common/10.0.0.1:80": 5, "/Common/10.0.0.2:80": 5}, "refused": 0}
+    after = totals(api)
+    for name in ("10.0.0.1:80", "10.0.0.2:80"):
+        grown = tuple(a - b for a, b in zip(after[name], before[name]))
+        # 5 connections, 15 requests; bits: the member's answers in, the requests out (server side)
+        assert grown == (5, 15, 15 * 1000 * 8, 15 * 100 * 8)
+    # The current connections (the seeded load) are not changed by short connections.
+    assert single_stats(api)["serverside.curConns"]["value"] == 10
+
+
+def test_traffic_follows_the_ratio_in_ratio_modes_only(emu, api):
+    api.json("PATCH", MEMBERS + "/~Common~10.0.0.2:80", json={"ratio": 3})
+    assert emu.send_traffic("web", 8)["members"] == {"/Common/10.0.0.1:80": 4, "/Common/10.0.0.2:80": 4}
+    api.json("PATCH", "/mgmt/tm/ltm/pool/~Common~web", json={"loadBalancingMode": "ratio-member"})
+    assert emu.send_traffic("web", 8)["members"] == {"/Common/10.0.0.1:80": 2, "/Common/10.0.0.2:80": 6}
+
+
+def test_a_member_out_of_rotation_or_marked_down_gets_no_new_connections(emu, api):
+    api.json("PATCH", M1, json={"session": "user-disabled", "state": "user-up"})
+    assert emu.send_traffic("web", 4)["members"] == {"/Common/10.0.0.2:80": 4}
+    api.json("PATCH", M1, json={"session": "user-enabled", "state": "user-up"})
+    emu.set_member(pool="web", member="10.0.0.2:80", health="down")
+    assert emu.send_traffic("web", 4)["members"] == {"/Common/10.0.0.1:80": 4}
+    emu.set_member(pool="web", member="10.0.0.1:80", health="down")
+    assert emu.send_traffic("web", 3) == {"members": {}, "refused": 3}
+
+
 def test_connections_hold_while_enabled_and_drain_once_disabled(emu, api, clock):
     clock.advance(100)
     assert single_stats(api)["serverside.curConns"]["value"] == 10        # enabled: load stays
