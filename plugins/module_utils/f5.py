@@ -416,6 +416,11 @@ def health_of(availability, read_state=None):
     return "unknown"
 
 
+def _count(stats, key):
+    value = stats.get(key)
+    return None if value is None else int(value)
+
+
 def _stat(values, key, default=None):
     entry = values.get(key)
     if not isinstance(entry, dict):
@@ -500,6 +505,13 @@ def member_record(pool, item, stats=None, drain_mode="disabled", admin=None):
         status_reason=stats.get("status.statusReason"),
         connections=conns,
         current_sessions=sessions,
+        # Cumulative counters, for comparing two readings (the analysis gate);
+        # None when the stats were not read.
+        total_connections=_count(stats, "serverside.totConns"),
+        total_requests=_count(stats, "totRequests"),
+        max_connections=_count(stats, "serverside.maxConns"),
+        bits_in=_count(stats, "serverside.bitsIn"),
+        bits_out=_count(stats, "serverside.bitsOut"),
         priority_group=item.get("priorityGroup"),
         connection_limit=item.get("connectionLimit"),
     )
@@ -1484,8 +1496,14 @@ ENABLED_STATUS = {
 SESSION_STAT = {"SESSION_STATUS_ENABLED": "enabled", "SESSION_STATUS_ADDRESS_DISABLED": "addr-disabled",
                 "SESSION_STATUS_SERVICE_DISABLED": "user-disabled", "SESSION_STATUS_DISABLED": "user-disabled",
                 "SESSION_STATUS_FORCED_DISABLED": "user-disabled"}
-SOAP_STATS = {"STATISTIC_SERVER_SIDE_CURRENT_CONNECTIONS": "serverside.curConns",
-              "STATISTIC_CURRENT_SESSIONS": "curSessions"}
+# SOAP statistic -> (REST stat name, factor): REST counts bits where SOAP counts bytes.
+SOAP_STATS = {"STATISTIC_SERVER_SIDE_CURRENT_CONNECTIONS": ("serverside.curConns", 1),
+              "STATISTIC_CURRENT_SESSIONS": ("curSessions", 1),
+              "STATISTIC_SERVER_SIDE_TOTAL_CONNECTIONS": ("serverside.totConns", 1),
+              "STATISTIC_SERVER_SIDE_MAXIMUM_CONNECTIONS": ("serverside.maxConns", 1),
+              "STATISTIC_TOTAL_REQUESTS": ("totRequests", 1),
+              "STATISTIC_SERVER_SIDE_BYTES_IN": ("serverside.bitsIn", 8),
+              "STATISTIC_SERVER_SIDE_BYTES_OUT": ("serverside.bitsOut", 8)}
 
 
 def soap_u64(value):
@@ -1499,9 +1517,10 @@ def soap_stats(entry):
     """One ``MemberStatisticEntry`` -> (node full path, port, {stat name: value})."""
     flat = {}
     for row in entry.get("statistics") or []:
-        key = SOAP_STATS.get(row.get("type"))
-        if key:
-            flat[key] = soap_u64(row.get("value"))
+        known = SOAP_STATS.get(row.get("type"))
+        if known:
+            key, factor = known
+            flat[key] = soap_u64(row.get("value")) * factor
     member = entry.get("member") or {}
     return member.get("address"), int(member.get("port") or 0), flat
 

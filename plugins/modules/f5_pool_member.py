@@ -347,6 +347,32 @@ members:
       description: C(curSessions).
       type: int
       sample: 0
+    total_connections:
+      description:
+        - C(serverside.totConns), the connections the device opened to the member since its statistics
+          were last reset (a reboot, a failover to a peer, C(tmsh reset-stats)); null when the stats were not read.
+        - With M(gentle.lb.f5_pool_member_info), two readings give the member's share of a pool's new connections
+          over a window (the C(gentle.lb.rolling_deploy) analysis gate).
+      type: int
+      sample: 1520
+    total_requests:
+      description:
+        - C(totRequests), the requests the member was sent; a device counts them only for virtual servers with an
+          HTTP profile (0 otherwise). Null when the stats were not read.
+      type: int
+      sample: 20311
+    max_connections:
+      description: C(serverside.maxConns), the most connections the member had at once; null when not read.
+      type: int
+      sample: 12
+    bits_in:
+      description: C(serverside.bitsIn), bits the member sent the device (its answers); null when not read.
+      type: int
+      sample: 81920
+    bits_out:
+      description: C(serverside.bitsOut), bits the device sent the member; null when not read.
+      type: int
+      sample: 20480
     priority_group:
       description: The member's priority group (null with O(transport=soap)).
       type: int

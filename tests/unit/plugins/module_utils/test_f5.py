@@ -298,6 +298,17 @@ def test_member_record_maps_reads_and_counts_the_larger_of_conns_and_sessions():
     assert member.details["connections"] == 2 and member.details["current_sessions"] == 5
     assert member.details["node"] == "/Common/1.1.1.1"
     assert not member.in_rotation
+    # Without the cumulative counters in the stats they are unknown, not 0.
+    assert member.details["total_connections"] is None and member.details["total_requests"] is None
+
+
+def test_member_record_carries_the_cumulative_counters():
+    member = f5.member_record("/Common/test_pool", MEMBER_ITEM, {
+        "serverside.curConns": 2, "serverside.totConns": 1520, "totRequests": 20311, "serverside.maxConns": 12,
+        "serverside.bitsIn": 81920, "serverside.bitsOut": 20480})
+    assert dict((k, member.details[k]) for k in ("total_connections", "total_requests", "max_connections",
+                                                 "bits_in", "bits_out")) == dict(
+        total_connections=1520, total_requests=20311, max_connections=12, bits_in=81920, bits_out=20480)
 
 
 def test_member_record_route_domain_and_ipv6():
@@ -935,8 +946,14 @@ def test_soap_u64_and_stats():
     entry = {"member": {"address": "/Common/10.0.0.1", "port": 80}, "statistics": [
         {"type": "STATISTIC_SERVER_SIDE_CURRENT_CONNECTIONS", "value": {"high": 0, "low": 7}},
         {"type": "STATISTIC_CURRENT_SESSIONS", "value": {"high": 0, "low": 2}},
-        {"type": "STATISTIC_TOTAL_REQUESTS", "value": {"high": 0, "low": 99}}]}
-    assert f5.soap_stats(entry) == ("/Common/10.0.0.1", 80, {"serverside.curConns": 7, "curSessions": 2})
+        {"type": "STATISTIC_TOTAL_REQUESTS", "value": {"high": 0, "low": 99}},
+        {"type": "STATISTIC_SERVER_SIDE_TOTAL_CONNECTIONS", "value": {"high": 1, "low": 0}},
+        {"type": "STATISTIC_SERVER_SIDE_BYTES_IN", "value": {"high": 0, "low": 10}},
+        {"type": "STATISTIC_SERVER_SIDE_PACKETS_IN", "value": {"high": 0, "low": 4}}]}
+    # The counters REST also has, under REST's names; SOAP's bytes become REST's bits.
+    assert f5.soap_stats(entry) == ("/Common/10.0.0.1", 80, {
+        "serverside.curConns": 7, "curSessions": 2, "totRequests": 99, "serverside.totConns": 1 << 32,
+        "serverside.bitsIn": 80})
 
 
 @pytest.mark.parametrize("node_path, port, session, monitor, name, admin", [
