@@ -937,7 +937,19 @@ ANALYSIS_FAILED = "AnalysisFailedError"
 # Threshold -> (its default, whether it may be a fraction).  Every check is off
 # until its threshold is set; min_requests and min_errors only qualify them.
 ANALYSIS_THRESHOLDS = dict(max_error_rate=None, max_error_ratio=None, max_response_time_ms=None,
-                           max_response_time_ratio=None, min_requests=20, min_errors=1)
+                           max_response_time_ratio=None, min_traffic_share=None, min_requests=20, min_errors=1)
+# Thresholds that are fractions, 0 to 1, and what they are a fraction of.
+ANALYSIS_FRACTIONS = dict(max_error_rate="the node's requests, 0 to 1 (0.05 = 5%%)",
+                          min_traffic_share="the node's fair share of its container's new traffic, 0 to 1 "
+                                            "(0.5 = at least half what its weight entitles it to)")
+# What F5 BIG-IP pool member statistics do not count, so the thresholds that
+# need it cannot judge an F5 pool (the verdict says so instead of pretending).
+F5_NOT_OFFERED = dict(
+    max_error_rate="F5 member statistics count no errors",
+    max_error_ratio="F5 member statistics count no errors",
+    max_response_time_ms="F5 member statistics have no response time",
+    max_response_time_ratio="F5 member statistics have no response time",
+)
 ANALYSIS_COUNTERS = ("requests", "responses_5xx", "connection_errors", "response_errors", "retries",
                      "redispatches")
 NO_COUNTERS = ("the balancer reports no request counters for it (IPVS has none: there the health gate is "
@@ -963,9 +975,9 @@ def _analysis_thresholds(thresholds):
             raise AnsibleFilterError("rolling_deploy_analysis: %s %r is not a number" % (key, value))
         if number < 0 or math.isnan(number):
             raise AnsibleFilterError("rolling_deploy_analysis: %s %r must be 0 or more" % (key, value))
-        if key == "max_error_rate" and number > 1:
-            raise AnsibleFilterError("rolling_deploy_analysis: max_error_rate %r is a fraction of the node's "
-                                     "requests, 0 to 1 (0.05 = 5%%)" % (value,))
+        if key in ANALYSIS_FRACTIONS and number > 1:
+            raise AnsibleFilterError(("rolling_deploy_analysis: %s %r is a fraction of " + ANALYSIS_FRACTIONS[key])
+                                     % (key, value))
         result[key] = number
     return result
 
@@ -1002,11 +1014,39 @@ def _summed(deltas):
     return total
 
 
-def _backend_verdict(node, others, limits):
+def _share(node_units, node_weight, peers, limits, unit):
+    """(facts, reasons) of the traffic share check: the node's part of the new
+    traffic its container's members in rotation took over the window, against
+    its fair part by weight (``peers``: [(units, weight)] of the others in
+    rotation).  A node the balancer sends far less than its weight says - it
+    marks it down now and then, it answers too slowly for a least-connections
+    mode, a connection limit holds it back - is what it catches; with less
+    than ``min_requests`` in the whole container there is nothing to share."""
+    total = node_units + sum(units for units, _weight in peers)
+    weights = node_weight + sum(weight for _units, weight in peers)
+    fair = float(total) * node_weight / weights if weights else 0.0
+    share = round(node_units / fair, 4) if fair else None
+    facts = dict(traffic_share=share, fair_share=round(fair, 1), container_traffic=total, traffic_unit=unit)
+    wanted = limits["min_traffic_share"]
+    if wanted is None or share is None or total < limits["min_requests"] or share >= wanted:
+        return facts, []
+    return facts, ["took %d of the %d new %s its members in rotation took, %.0f%% of its fair share by weight "
+                   "(%.1f), below min_traffic_share %g" % (node_units, total, unit, share * 100, fair, wanted)]
+
+
+def _in_rotation(entry):
+    weight = entry.get("weight")
+    return (entry.get("state") == "present" and entry.get("health") in USABLE and not entry.get("backup")
+            and (weight is None or weight > 0))
+
+
+def _backend_verdict(node, others, limits, share_reasons=()):
     """(verdict, reasons) of one backend."""
     reasons = []
     attempts = node["requests"] + node["connection_errors"]
     if attempts < limits["min_requests"]:
+        if share_reasons:
+            return "fail", list(share_reasons)
         return "no_data", ["%d request(s) reached the node, fewer than min_requests (%d)"
                            % (attempts, limits["min_requests"])]
     enough_errors = node["errors"] >= max(limits["min_errors"], 1)
@@ -1029,6 +1069,7 @@ def _backend_verdict(node, others, limits):
             and rtime > limits["max_response_time_ratio"] * max(others["response_time_ms"], 1):
         reasons.append("response time %g ms is above max_response_time_ratio %g times the others' %g ms"
                        % (rtime, limits["max_response_time_ratio"], others["response_time_ms"]))
+    reasons.extend(share_reasons)
     return ("fail" if reasons else "pass"), reasons
 
 
@@ -1038,7 +1079,106 @@ class AnalysisMemberMissing(AnsibleFilterError):
     rolling_deploy_analysis_verdict turns into no_data by this type."""
 
 
-def rolling_deploy_analysis(after, before, servers, thresholds=None):
+def _f5_counters(entry):
+    """An F5 member's cumulative counters, or None when its stats were not read."""
+    if entry.get("total_connections") is None:
+        return None
+    return dict(connections=entry["total_connections"], requests=entry.get("total_requests") or 0)
+
+
+def _f5_not_offered(limits):
+    return ["%s: not offered by F5 (%s)" % (key, why) for key, why in sorted(F5_NOT_OFFERED.items())
+            if limits[key] is not None]
+
+
+def _f5_pool_verdict(node, others, ends, limits):
+    """(verdict, reasons, node facts) of one F5 pool: ``node`` and ``others``
+    the members' deltas over the window, ``ends`` the node's entries in the
+    last reading.  Requests are the traffic when the pool counted any (a
+    virtual server with an HTTP profile), else new connections."""
+    unit = "requests" if any(d["requests"] for d in node + others) else "connections"
+    units = sum(d[unit] for d in node)
+    group = ends[0].get("priority_group")
+    # Only the peers that can take traffic when the node does: in rotation,
+    # and in its priority group (the others get none while it is available).
+    peers = [(d[unit], d["lb_weight"]) for d in others if d["in_rotation"] and d["priority_group"] == group]
+    facts, reasons = _share(units, sum(d["lb_weight"] for d in node) or 1, peers, limits, unit)
+    facts.update(connections=sum(d["connections"] for d in node), requests=sum(d["requests"] for d in node),
+                 availability=ends[0].get("availability"), servers=len(node))
+    not_offered = _f5_not_offered(limits)
+    if limits["min_traffic_share"] is None:
+        if not_offered:
+            return "no_data", not_offered + ["set min_traffic_share to judge F5 pools by the node's share of "
+                                             "their traffic"], facts
+        if units < limits["min_requests"]:
+            return "no_data", ["%d %s reached the node, fewer than min_requests (%d)"
+                               % (units, unit, limits["min_requests"])], facts
+        return "pass", [], facts
+    down = [e for e in ends if e.get("admin_state") == "enabled" and e.get("availability") == "offline"]
+    if down:
+        reasons.insert(0, "the device marks it offline at the end of the window (%s)"
+                       % (down[0].get("status_reason") or "no reason given"))
+    if not reasons and facts["container_traffic"] < limits["min_requests"]:
+        return "no_data", ["%d %s reached the pool's members in rotation, fewer than min_requests (%d)"
+                           % (facts["container_traffic"], unit, limits["min_requests"])], facts
+    return ("fail" if reasons else "pass"), reasons, facts
+
+
+def _f5_analysis(after, before, names, limits):
+    """rolling_deploy_analysis for F5 pools (``balancer='f5'``)."""
+    first = dict(((m.get("container"), m.get("name")), m) for m in _members_of(before))
+    grouped = {}
+    for entry in _members_of(after):
+        pool, name = entry.get("container"), entry.get("name")
+        group = grouped.setdefault(pool, dict(node=[], others=[], ends=[], missing=[]))
+        side = "node" if name in names else "others"
+        if side == "node":
+            group["ends"].append(entry)
+        now, then = _f5_counters(entry), _f5_counters(first.get((pool, name), {}))
+        if now is None or then is None:
+            group["missing"].append((side, name, now is None))
+            continue
+        delta = dict((key, now[key] - then[key]) for key in now)
+        if any(value < 0 for value in delta.values()):
+            group["missing"].append((side, name, "restarted"))
+            continue
+        delta.update(lb_weight=entry.get("weight") if entry.get("weight") is not None else 1,
+                     in_rotation=_in_rotation(entry), priority_group=entry.get("priority_group"))
+        group[side].append(delta)
+    pools = {}
+    for pool in sorted(grouped, key=str):
+        group = grouped[pool]
+        if not group["ends"]:
+            continue                    # the node is not in this pool
+        lacking = [(name, why) for side, name, why in group["missing"] if side == "node"]
+        others = dict(connections=sum(d["connections"] for d in group["others"]),
+                      requests=sum(d["requests"] for d in group["others"]), servers=len(group["others"]))
+        if lacking:
+            named, why = ", ".join(name for name, _why in lacking), lacking[0][1]
+            if why == "restarted":
+                text = "the statistics of %s restarted during the window (a reset, a reboot or a failover)" % named
+            elif why is True:
+                text = "%s: the device's statistics were not read" % named
+            else:
+                text = "%s was not in the first reading" % named
+            verdict, texts, facts = "no_data", [text], None
+        else:
+            verdict, texts, facts = _f5_pool_verdict(group["node"], group["others"], group["ends"], limits)
+        pools[pool] = dict(verdict=verdict, reasons=texts, node=facts, others=others,
+                           not_offered=_f5_not_offered(limits))
+    if not pools:
+        raise AnalysisMemberMissing("rolling_deploy_analysis: %s in no pool of the reading" % ", ".join(names))
+    verdicts = [b["verdict"] for b in pools.values()]
+    verdict = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "no_data"
+    reasons = ["%s: %s" % (pool, text) for pool, b in pools.items() for text in b["reasons"]]
+    judged = [b["node"] for b in pools.values() if b["verdict"] == verdict and b["node"]]
+    return dict(verdict=verdict, reasons=reasons, node=judged[0] if judged else None,
+                others=dict(connections=sum(b["others"]["connections"] for b in pools.values()),
+                            requests=sum(b["others"]["requests"] for b in pools.values())),
+                backends=pools, not_offered=_f5_not_offered(limits))
+
+
+def rolling_deploy_analysis(after, before, servers, thresholds=None, balancer="haproxy"):
     """The analysis gate's verdict on one node over a window (the soak).
 
     ``after`` and ``before`` are two readings of the balancer - results of
@@ -1064,11 +1204,28 @@ def rolling_deploy_analysis(after, before, servers, thresholds=None):
     a balancer without request counters, such as IPVS, and after a reload,
     which starts the counters again).  Returns {verdict, reasons, node,
     others, backends: {backend: {verdict, reasons, node, others}}}.
+
+    ``min_traffic_share`` (a fraction, off by default) judges the node's part
+    of the new traffic its backend's servers in rotation took (not backups,
+    not drained) against its fair part by weight: a node that took fewer
+    requests than ``min_traffic_share`` times that fails - also with fewer
+    than ``min_requests`` of its own, once the backend as a whole had them.
+
+    ``balancer='f5'`` reads gentle.lb.f5_pool_member_info results instead:
+    F5 member statistics count connections and requests but no errors and
+    no response times, so per pool only ``min_traffic_share`` judges (on
+    requests when the pool counted any, else on new connections, among the
+    members in rotation of the node's priority group), and a node the device
+    marks offline at the end of the window fails it too; the error and
+    response time thresholds are listed in ``not_offered`` and, set alone,
+    give ``no_data`` that says so.
     """
     limits = _analysis_thresholds(thresholds)
     names = [servers] if isinstance(servers, str) else list(servers or [])
     if not names:
         raise AnalysisMemberMissing("rolling_deploy_analysis: no server named")
+    if balancer == "f5":
+        return _f5_analysis(after, before, names, limits)
     first = dict(((m.get("container", m.get("backend")), m.get("name")), m) for m in _members_of(before))
     grouped = {}
     reasons = []
@@ -1086,6 +1243,8 @@ def rolling_deploy_analysis(after, before, servers, thresholds=None):
             continue
         delta["response_time_ms"] = entry.get("response_time_ms")
         delta["weight"] = delta["requests"]
+        delta["lb_weight"] = entry.get("weight") if entry.get("weight") is not None else 1
+        delta["in_rotation"] = _in_rotation(entry)
         grouped[backend][side].append(delta)
     backends = {}
     node_deltas, other_deltas = [], []
@@ -1108,7 +1267,11 @@ def rolling_deploy_analysis(after, before, servers, thresholds=None):
                 text = "%s was not in the first reading" % named
             verdict, texts = "no_data", [text]
         else:
-            verdict, texts = _backend_verdict(node, others, limits)
+            peers = [(d["requests"], d["lb_weight"]) for d in group["others"] if d["in_rotation"]]
+            facts, share_reasons = _share(node["requests"], sum(d["lb_weight"] for d in group["node"]) or 1,
+                                          peers, limits, "requests")
+            node.update(facts)
+            verdict, texts = _backend_verdict(node, others, limits, share_reasons)
         backends[backend] = dict(verdict=verdict, reasons=texts, node=node, others=others)
         reasons.extend("%s: %s" % (backend, text) for text in texts)
     if not backends:
@@ -1119,43 +1282,79 @@ def rolling_deploy_analysis(after, before, servers, thresholds=None):
     return dict(verdict=verdict, reasons=reasons, node=node, others=others, backends=backends)
 
 
-# The connection options of a haproxy binding that its analysis reads reuse.
-ANALYSIS_CONNECTION = ("socket", "stats_url", "stats_user", "stats_password", "validate_certs", "timeout")
+# The connection options of a binding that its analysis reads reuse, per
+# type, and the option that names its containers.
+ANALYSIS_CONNECTION = dict(
+    haproxy=("socket", "stats_url", "stats_user", "stats_password", "validate_certs", "timeout"),
+    f5=("server", "server_port", "user", "password", "validate_certs", "transport", "timeout", "token_cache",
+        "provider", "partition"),
+)
+ANALYSIS_CONTAINER = dict(haproxy="backend", f5="pool")
 # What the analysis gate says about binding types it cannot read.
 ANALYSIS_UNCOVERED = dict(
     ipvs="IPVS has no request counters: for ipvs bindings the health gate is the only gate",
     lvs_director="IPVS has no request counters: for lvs_director bindings the health gate is the only gate",
-    f5="the analysis gate does not read F5 BIG-IP statistics yet: for f5 bindings the health gate is the only gate",
     health_file="the analysis gate does not read health_file bindings yet: for them the health gate is the "
                 "only gate",
 )
 
 
+def _member_values(binding, kind):
+    """(names, addresses) that name a binding's member in a reading; an F5
+    address with a port is ``address:port`` (a node has a member per port)."""
+    names = binding.get("name" if kind == "f5" else "server")
+    addresses = binding.get("address")
+    names = [names] if not isinstance(names, list) else names
+    addresses = [addresses] if not isinstance(addresses, list) else addresses
+    names, addresses = [n for n in names if n is not None], [a for a in addresses if a is not None]
+    if kind != "f5":
+        return names, addresses
+    # An F5 name may be a node's (web1: its members on every port) and is
+    # matched like an address, which knows that form.
+    port = binding.get("port")
+    if port is not None:
+        addresses = ["%s:%s" % (a, port) for a in addresses]
+        names = [_f5_member_name(str(n), port) for n in names]
+    return [], names + addresses
+
+
+def _f5_member_name(name, port):
+    """An F5 binding's ``name`` with its ``port`` -> the member's name
+    (``web1:80``; IPv6 ``2001:db8::10.80``), unless it is one already."""
+    if name.endswith((":%s" % port, ".%s" % port)) and name.count(":") <= 1 or \
+            name.count(":") > 1 and name.endswith(".%s" % port):
+        return name
+    return "%s%s%s" % (name, "." if name.count(":") > 1 else ":", port)
+
+
 def rolling_deploy_analysis_calls(hosts, hostvars, round_number=1):
-    """The analysis gate's readings: one gentle.lb.haproxy_member_info call
-    per HAProxy balancer (delegate host and connection options, as the
-    binding has them) for ``hosts``, reading every backend their haproxy
-    bindings name (all backends when one of them names none).  Each call
-    keeps the hosts it serves and, per host, the server names and addresses
-    that are its members (``servers``)."""
+    """The analysis gate's readings: one gentle.lb.haproxy_member_info (or
+    gentle.lb.f5_pool_member_info) call per balancer - a HAProxy or an F5
+    device: delegate host and connection options, as the binding has them -
+    for ``hosts``, reading every backend (pool) their bindings name (all of
+    them when one binding names none).  Each call keeps the hosts it serves
+    and, per host, the member names and addresses that are its members
+    (``servers``)."""
     calls = []
     by_key = {}
     for host in hosts:
         me = _me(hostvars, host)
         for binding in me["bindings"]:
-            if binding.get("type") != "haproxy":
+            kind = binding.get("type")
+            if kind not in ANALYSIS_CONNECTION:
                 continue
-            options = dict((k, binding[k]) for k in ANALYSIS_CONNECTION if binding.get(k) is not None)
+            options = dict((k, binding[k]) for k in ANALYSIS_CONNECTION[kind] if binding.get(k) is not None)
             for delegate in _delegates(binding, host, {}):
-                key = json.dumps([delegate, options], sort_keys=True, default=str)
+                key = json.dumps([delegate, options] if kind == "haproxy" else [kind, delegate, options],
+                                 sort_keys=True, default=str)
                 call = by_key.get(key)
                 if call is None:
-                    call = dict(key=key, round=int(round_number), type="haproxy", delegate_to=delegate,
+                    call = dict(key=key, round=int(round_number), type=kind, delegate_to=delegate,
                                 options=copy.deepcopy(options), backends=[], all_backends=False,
                                 hosts=[], servers={})
                     by_key[key] = call
                     calls.append(call)
-                backends = binding.get("backend")
+                backends = binding.get(ANALYSIS_CONTAINER[kind])
                 if backends is None:
                     call["all_backends"] = True
                 for backend in ([backends] if isinstance(backends, str) else backends or []):
@@ -1164,22 +1363,22 @@ def rolling_deploy_analysis_calls(hosts, hostvars, round_number=1):
                 if host not in call["hosts"]:
                     call["hosts"].append(host)
                 mine = call["servers"].setdefault(host, dict(names=[], addresses=[]))
-                for key_name, field in (("server", "names"), ("address", "addresses")):
-                    values = binding.get(key_name)
-                    for value in ([values] if not isinstance(values, list) else values):
-                        if value is not None and value not in mine[field]:
-                            mine[field].append(value)
+                for field, values in zip(("names", "addresses"), _member_values(binding, kind)):
+                    mine[field].extend(v for v in values if v not in mine[field])
     for call in calls:
+        container = ANALYSIS_CONTAINER[call["type"]]
         if not call["all_backends"] and call["backends"]:
-            call["options"]["backend"] = list(call["backends"])
+            call["options"][container] = list(call["backends"])
         call["label"] = "%s %s" % (call["delegate_to"], ", ".join(call["backends"]) if not call["all_backends"]
-                                   else "every backend")
+                                   else "every %s" % container)
+        if call["type"] != "haproxy":
+            call["label"] = "%s %s" % (call["type"], call["label"])
     return calls
 
 
 def rolling_deploy_analysis_uncovered(hosts, hostvars):
     """One sentence per binding type of ``hosts`` the analysis gate cannot
-    read (IPVS, F5, health_file), for the role's one warning."""
+    read (IPVS, keepalived, health_file), for the role's one warning."""
     kinds = []
     for host in hosts:
         for binding in _me(hostvars, host)["bindings"]:
@@ -1207,8 +1406,9 @@ def rolling_deploy_analysis_verdict(host, before, after, thresholds=None, round_
     ``no_data``.  A reading that failed (the balancer did not answer) gives
     ``no_data`` for that balancer with its message: the gate judges the
     node's traffic, and without a reading it has none to judge.  Returns
-    None when no reading concerned the host (no haproxy binding), else
-    {verdict, reasons, node, error_type (on fail), msg, balancers}."""
+    None when no reading concerned the host (no haproxy or f5 binding),
+    else {verdict, reasons, node, error_type (on fail), msg, balancers,
+    not_offered (the thresholds F5 cannot judge, when an F5 pool was read)}."""
     def mine(register):
         found = {}
         for result in _results(register):
@@ -1233,10 +1433,12 @@ def rolling_deploy_analysis_verdict(host, before, after, thresholds=None, round_
             continue
         names = _server_names(call["servers"].get(host, {}), _members_of(now))
         try:
-            found = rolling_deploy_analysis(now, then, names, thresholds)
+            found = rolling_deploy_analysis(now, then, names, thresholds, balancer=call.get("type", "haproxy"))
         except AnalysisMemberMissing as exc:
             found = dict(verdict="no_data", reasons=[str(exc).split(": ", 1)[-1]], node=None)
         balancers[call["label"]] = dict(verdict=found["verdict"], reasons=found["reasons"], node=found["node"])
+        if found.get("not_offered"):
+            balancers[call["label"]]["not_offered"] = found["not_offered"]
     verdicts = [b["verdict"] for b in balancers.values()]
     verdict = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "no_data"
     delegates = dict((call["label"], call["delegate_to"]) for call, _r in list(first.values()) + list(last.values()))
@@ -1244,6 +1446,9 @@ def rolling_deploy_analysis_verdict(host, before, after, thresholds=None, round_
                for text in b["reasons"] if b["verdict"] == verdict or verdict == "no_data"]
     chosen = [b["node"] for b in balancers.values() if b["verdict"] == verdict and b["node"]]
     result = dict(verdict=verdict, reasons=reasons, node=chosen[0] if chosen else None, balancers=balancers)
+    not_offered = sorted(set(text for b in balancers.values() for text in b.get("not_offered", [])))
+    if not_offered:
+        result["not_offered"] = not_offered
     if verdict == "fail":
         result.update(error_type=ANALYSIS_FAILED,
                       msg="analysis gate: the node's traffic over the soak failed the thresholds: %s"
@@ -1251,7 +1456,7 @@ def rolling_deploy_analysis_verdict(host, before, after, thresholds=None, round_
     elif verdict == "no_data":
         result["msg"] = "analysis gate: no verdict for %s (passed without one): %s" % (host, "; ".join(reasons))
     else:
-        result["msg"] = "analysis gate: passed"
+        result["msg"] = "analysis gate: passed" + (" (%s)" % "; ".join(not_offered) if not_offered else "")
     return result
 
 

@@ -62,11 +62,11 @@ def test_one_reading_per_balancer_with_the_binding_connection_and_no_member_filt
 
 def test_a_binding_without_backend_reads_every_backend_and_other_types_are_not_read():
     hv = hostvars(web1=[binding("web1", backend=None), dict(type="ipvs", delegate_to="d1", address="10.0.0.1")],
-                  web2=[binding("web2"), dict(type="f5", pool="p", name="web2")])
+                  web2=[binding("web2"), dict(type="health_file", path="/srv/health")])
     calls = rolling_deploy_analysis_calls(["web1", "web2"], hv)
     assert len(calls) == 1 and "backend" not in calls[0]["options"] and "every backend" in calls[0]["label"]
     said = rolling_deploy_analysis_uncovered(["web1", "web2"], hv)
-    assert len(said) == 2 and "IPVS has no request counters" in said[0] and "F5" in said[1]
+    assert len(said) == 2 and "IPVS has no request counters" in said[0] and "health_file" in said[1]
 
 
 def test_a_delegate_list_is_one_reading_per_balancer():
