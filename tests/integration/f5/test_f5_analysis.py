@@ -16,7 +16,8 @@ import helpers
 from conftest import conn
 
 sys.path.insert(0, helpers.ensure_collection_link())
-from ansible_collections.gentle.lb.plugins.filter.rolling_deploy import (  # noqa: E402 pylint: disable=wrong-import-position
+# pylint: disable-next=wrong-import-position
+from ansible_collections.gentle.lb.plugins.filter.rolling_deploy import (  # noqa: E402
     rolling_deploy_analysis_calls, rolling_deploy_analysis_verdict)
 
 NODE = "10.0.0.2"
