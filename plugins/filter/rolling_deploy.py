@@ -1388,12 +1388,17 @@ def rolling_deploy_analysis_uncovered(hosts, hostvars):
     return [ANALYSIS_UNCOVERED[kind] for kind in kinds]
 
 
-def _server_names(servers, entries):
+def _server_names(servers, entries, kind="haproxy"):
     """The server names that are the host's members in a reading."""
     names = list(servers.get("names", []))
     for entry in entries:
+        probes = [entry]
+        if kind == "f5" and "%" in str(entry.get("address")):
+            # As f5_pool_member matches: an address without %N is the same IP
+            # in any route domain (10.0.0.3 finds 10.0.0.3%2).
+            probes.append(dict(entry, address=str(entry["address"]).split("%", 1)[0], name=None))
         for address in servers.get("addresses", []):
-            if entry.get("name") not in names and _matches(address, entry):
+            if entry.get("name") not in names and any(_matches(address, probe) for probe in probes):
                 names.append(entry.get("name"))
     return names
 
@@ -1431,7 +1436,7 @@ def rolling_deploy_analysis_verdict(host, before, after, thresholds=None, round_
             text = _failure_text(broken[0]) if broken[0] is not None else "one of the two readings is missing"
             balancers[call["label"]] = dict(verdict="no_data", reasons=["reading failed: %s" % text], node=None)
             continue
-        names = _server_names(call["servers"].get(host, {}), _members_of(now))
+        names = _server_names(call["servers"].get(host, {}), _members_of(now), call.get("type", "haproxy"))
         try:
             found = rolling_deploy_analysis(now, then, names, thresholds, balancer=call.get("type", "haproxy"))
         except AnalysisMemberMissing as exc:

@@ -188,3 +188,15 @@ def test_the_f5_verdict_from_the_registers():
     assert good["msg"] == ("analysis gate: passed (max_error_rate: not offered by F5 (F5 member statistics "
                            "count no errors))")
     assert good["not_offered"] == ["max_error_rate: not offered by F5 (F5 member statistics count no errors)"]
+
+
+def test_an_f5_address_without_route_domain_finds_the_member_in_one():
+    hv = hostvars(web2=[f5_binding("10.0.0.2")])
+    calls = rolling_deploy_analysis_calls(["web2"], hv)
+
+    def in_rd2(reading):
+        return [dict(m, name=m["name"].replace(":", "%2:"), address=m["address"] + "%2") for m in reading]
+    result = rolling_deploy_analysis_verdict("web2", register(calls, [in_rd2(BEFORE)]),
+                                             register(calls, [in_rd2(after(node=(10, 100)))]),
+                                             dict(min_traffic_share=0.5))
+    assert result["verdict"] == "fail" and "/Common/web: took 100 of" in result["reasons"][0]
