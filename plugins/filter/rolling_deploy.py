@@ -1376,16 +1376,25 @@ def rolling_deploy_analysis_calls(hosts, hostvars, round_number=1):
     return calls
 
 
-def rolling_deploy_analysis_uncovered(hosts, hostvars):
+def rolling_deploy_analysis_uncovered(hosts, hostvars, thresholds=None):
     """One sentence per binding type of ``hosts`` the analysis gate cannot
-    read (IPVS, keepalived, health_file), for the role's one warning."""
+    read (IPVS, keepalived, health_file), and with ``thresholds`` one for
+    f5 bindings when some of them are not offered by F5, for the role's one
+    warning."""
     kinds = []
     for host in hosts:
         for binding in _me(hostvars, host)["bindings"]:
             kind = binding.get("type")
-            if kind in ANALYSIS_UNCOVERED and kind not in kinds:
+            if kind not in kinds and (kind in ANALYSIS_UNCOVERED or kind == "f5"):
                 kinds.append(kind)
-    return [ANALYSIS_UNCOVERED[kind] for kind in kinds]
+    said = [ANALYSIS_UNCOVERED[kind] for kind in kinds if kind in ANALYSIS_UNCOVERED]
+    given = dict(thresholds or {})
+    not_offered = sorted(key for key in F5_NOT_OFFERED if given.get(key) not in (None, ""))
+    if "f5" in kinds and not_offered:
+        said.append("F5 member statistics count no errors and no response times: %s do not judge f5 bindings%s"
+                    % (", ".join(not_offered), "" if given.get("min_traffic_share") not in (None, "") else
+                       " (set min_traffic_share to judge them by their share of the traffic)"))
+    return said
 
 
 def _server_names(servers, entries, kind="haproxy"):

@@ -166,6 +166,12 @@ def test_one_f5_reading_per_device_with_its_connection_and_pools():
     assert calls[0]["servers"]["web2"] == dict(names=[], addresses=["10.0.0.2:80"])
     assert calls[1]["options"]["partition"] == "DMZ"
     assert rolling_deploy_analysis_uncovered(["web1"], hv) == []
+    assert rolling_deploy_analysis_uncovered(["web1"], hv, dict(min_traffic_share=0.5)) == []
+    # The role says once which thresholds cannot judge its f5 bindings.
+    said = rolling_deploy_analysis_uncovered(["web1"], hv, dict(max_error_rate=0.02, max_response_time_ms=300))
+    assert said == ["F5 member statistics count no errors and no response times: max_error_rate, "
+                    "max_response_time_ms do not judge f5 bindings (set min_traffic_share to judge them by "
+                    "their share of the traffic)"]
 
 
 def test_an_f5_binding_by_node_name_finds_its_member():
